@@ -51,7 +51,7 @@ def validate_name(kind: NameKind, name: object) -> str:
     """Return ``name`` if it is a valid ``kind`` name, else raise :class:`InvalidNameError`.
 
     Rules: a string of 1-128 characters, starting with an ASCII letter, then ASCII letters, digits, ``_``,
-    ``.``, ``:`` or ``-``; no ``..``. Labels and fields may not use the reserved column names.
+    ``.``, ``:`` or ``-``; no ``..``. Labels and fields may not use the reserved column names nor ``__``.
     """
     if not isinstance(name, str):
         raise InvalidNameError(f"{kind} name must be a string, got {type(name).__name__}")
@@ -66,6 +66,8 @@ def validate_name(kind: NameKind, name: object) -> str:
         )
     if kind in ("label", "field") and name in RESERVED_COLUMNS:
         raise InvalidNameError(f"{kind} name {name!r} is reserved by tsdb-lake; rename the column")
+    if kind in ("label", "field") and "__" in name:
+        raise InvalidNameError(f"{kind} name {name!r} contains '__', which tsdb-lake reserves for column suffixes")
     return name
 
 

@@ -8,11 +8,15 @@ written by ``format/`` through the native :mod:`pyarrow.fs` filesystem returned 
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+
+from tsdb_lake.errors import BackendReadError, BackendWriteError, NotFoundError
 
 __all__ = ["ObjectInfo", "Storage"]
 
@@ -66,3 +70,52 @@ class Storage(ABC):
     @abstractmethod
     def arrow_path(self, key: str) -> str:
         """The path of ``key`` inside :meth:`arrow_fs`."""
+
+    # -- data-file helpers (added by the storage room; concrete, built on arrow_fs / arrow_path) ----------
+
+    def open_input_file(self, key: str) -> pa.NativeFile:
+        """A native random-access file for reading ``key`` (hand it to ``pyarrow.parquet.ParquetFile``).
+
+        Raises ``NotFoundError`` if absent, ``BackendReadError`` on backend failure.
+        """
+        path = self.arrow_path(key)
+        try:
+            return self.arrow_fs().open_input_file(path)
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"object {key!r} not found in {self.uri}") from exc
+        except OSError as exc:
+            raise BackendReadError(f"cannot open {key!r} in {self.uri}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def open_output(self, key: str) -> Iterator[pa.NativeFile]:
+        """Write a (data) file with the native filesystem; the object appears complete or not at all.
+
+        ``with storage.open_output(key) as sink: pq.write_table(table, sink)``. Parent folders are created
+        as needed; on a local folder the file is written to a temp name, fsynced and renamed on success; on
+        S3 the upload completes on close. If the block raises, nothing is left at ``key`` (best effort).
+        Backend failures raise ``BackendWriteError``.
+        """
+        path = self.arrow_path(key)
+        fs = self.arrow_fs()
+        try:
+            sink = fs.open_output_stream(path)
+        except OSError as exc:
+            raise BackendWriteError(f"cannot create {key!r} in {self.uri}: {exc}") from exc
+        try:
+            yield sink
+        except BaseException:
+            self._discard_output(sink, key)
+            raise
+        try:
+            sink.close()
+        except OSError as exc:
+            self._discard_output(sink, key)
+            raise BackendWriteError(f"cannot write {key!r} in {self.uri}: {exc}") from exc
+
+    def _discard_output(self, sink: pa.NativeFile, key: str) -> None:
+        """Best-effort cleanup of a failed :meth:`open_output`: close the stream, delete what it left."""
+        with contextlib.suppress(OSError):
+            if not sink.closed:
+                sink.close()
+        with contextlib.suppress(Exception):  # cleanup must not mask the original error
+            self.delete([key])

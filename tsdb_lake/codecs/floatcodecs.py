@@ -1,0 +1,252 @@
+"""Float64 codec bodies besides Gorilla: raw, run-length, and decimal-scaled integers (ALP style).
+
+ALP here: pick exponents ``e`` (divide) or ``f`` (multiply) so that ``v == float(d) * 10^f / 10^e`` for an
+integer ``d`` (IEEE division is exact-rounded, so every float parsed from a decimal with at most ``e`` digits
+after the point round-trips). ``d`` goes through the int stream; every value that does not round-trip gets a
+correction: the zigzagged difference of its bit pattern from the decoded one, stored as PFOR blocks over all
+positions (all-zero blocks cost one bit). Near-miss values (one ulp off) therefore cost a few bits, and
+NaN payloads, -0.0, infinities and huge values are still exact. Layouts: ``catalog/CODECS.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tsdb_lake.codecs.bits import (
+    E_BAD_FIELD,
+    E_COUNT,
+    E_TRUNCATED,
+    OK,
+    bitlen,
+    get,
+    get_varint,
+    put,
+    put_varint,
+    zigzag,
+)
+from tsdb_lake.codecs.intpack import (
+    BLOCK,
+    ints_decode,
+    ints_encode,
+    ints_max_bits,
+    pfor_add_zigzag,
+    pfor_write,
+)
+
+__all__ = [
+    "MAX_EXP",
+    "MAX_RUN",
+    "alp_decode",
+    "alp_encode",
+    "alp_max_bits",
+    "raw_decode",
+    "raw_encode",
+    "rle_decode",
+    "rle_encode",
+    "rle_runs",
+]
+
+U64 = np.uint64
+MAX_EXP = 18
+MAX_RUN = 8192
+F10 = np.array([10.0**i for i in range(MAX_EXP + 1)], dtype=np.float64)
+_MAGIC = 6755399441055744.0  # 2^52 + 2^51: adding and subtracting it rounds to nearest integer
+_LIMIT = 2251799813685248.0  # 2^51
+_SAMPLE = 64
+
+
+@njit(cache=True)
+def raw_encode(words: np.ndarray, pos: int, bits: np.ndarray) -> int:
+    """Append every value as 64 raw bits."""
+    for i in range(bits.shape[0]):
+        pos = put(words, pos, bits[i], 64)
+    return pos
+
+
+@njit(cache=True)
+def raw_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int) -> tuple[int, int]:
+    """Read ``n`` raw 64-bit values into ``out[o:o+n]``."""
+    if pos + 64 * n > total:
+        return pos, E_TRUNCATED
+    for i in range(n):
+        out[o + i] = get(words, pos + 64 * i, 64)
+    return pos + 64 * n, OK
+
+
+@njit(cache=True)
+def rle_runs(bits: np.ndarray) -> int:
+    """Number of runs :func:`rle_encode` would write (runs of equal bit patterns, split at ``MAX_RUN``)."""
+    n = bits.shape[0]
+    runs = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and j - i < MAX_RUN and bits[j] == bits[i]:
+            j += 1
+        runs += 1
+        i = j
+    return runs
+
+
+@njit(cache=True)
+def rle_encode(words: np.ndarray, pos: int, bits: np.ndarray) -> int:
+    """Append ``varint runs`` then per run ``varint length`` + ``64-bit value``."""
+    n = bits.shape[0]
+    pos = put_varint(words, pos, U64(rle_runs(bits)))
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and j - i < MAX_RUN and bits[j] == bits[i]:
+            j += 1
+        pos = put_varint(words, pos, U64(j - i))
+        pos = put(words, pos, bits[i], 64)
+        i = j
+    return pos
+
+
+@njit(cache=True)
+def rle_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int) -> tuple[int, int]:
+    """Expand runs into ``out[o:o+n]``; the run lengths must add up to ``n`` exactly."""
+    if n == 0:
+        return pos, OK
+    runs, pos, st = get_varint(words, pos, total)
+    if st != OK:
+        return pos, st
+    if runs > U64(n) or runs == U64(0):
+        return pos, E_BAD_FIELD
+    i = 0
+    for _ in range(np.int64(runs)):
+        ln, pos, st = get_varint(words, pos, total)
+        if st != OK:
+            return pos, st
+        if ln == U64(0) or ln > U64(n - i):
+            return pos, E_COUNT
+        if pos + 64 > total:
+            return pos, E_TRUNCATED
+        v = get(words, pos, 64)
+        pos += 64
+        for k in range(i, i + np.int64(ln)):
+            out[o + k] = v
+        i += np.int64(ln)
+    if i != n:
+        return pos, E_COUNT
+    return pos, OK
+
+
+@njit(cache=True)
+def alp_max_bits(n: int) -> int:
+    """Upper bound of the bits :func:`alp_encode` writes for ``n`` values."""
+    return 16 + ints_max_bits(n) + 64 * n + 22 * (n // BLOCK + 1) + 64
+
+
+@njit(cache=True)
+def _choose_exponents(vals: np.ndarray) -> tuple[int, int]:
+    """Pick ``(e, f)`` minimising an estimated size on an evenly spaced sample of ``vals``."""
+    n = vals.shape[0]
+    k = min(n, _SAMPLE)
+    sample = np.empty(k, np.float64)
+    for j in range(k):
+        sample[j] = vals[(j * n) // k]
+    sbits = sample.view(np.uint64)
+    best = 1 << 62
+    be = 0
+    bf = 0
+    dec = np.empty(1, np.float64)
+    decb = dec.view(np.uint64)
+    for c in range(2 * MAX_EXP + 1):
+        e = c if c <= MAX_EXP else 0
+        f = c - MAX_EXP if c > MAX_EXP else 0
+        cost = 0
+        mn = np.int64(0)
+        mx = np.int64(0)
+        seen = False
+        for j in range(k):
+            v = sample[j]
+            t = v * F10[e] / F10[f]
+            if not (abs(t) < _LIMIT):
+                cost += 80
+                continue
+            d = np.int64((t + _MAGIC) - _MAGIC)
+            dec[0] = np.float64(d) * F10[f] / F10[e]
+            if decb[0] != sbits[j]:
+                cost += 10 + bitlen(zigzag(sbits[j] - decb[0]))
+            if not seen:
+                mn = d
+                mx = d
+                seen = True
+            elif d < mn:
+                mn = d
+            elif d > mx:
+                mx = d
+            if cost >= best:
+                break
+        cost += k * bitlen(U64(mx - mn))
+        if cost < best:
+            best = cost
+            be = e
+            bf = f
+    return be, bf
+
+
+@njit(cache=True)
+def alp_encode(words: np.ndarray, pos: int, vals: np.ndarray) -> int:
+    """Append ``e`` (8 bits), ``f`` (8 bits), the int stream of ``d`` and the correction PFOR stream."""
+    n = vals.shape[0]
+    bits = vals.view(np.uint64)
+    e, f = _choose_exponents(vals) if n > 0 else (0, 0)
+    pos = put(words, pos, U64(e), 8)
+    pos = put(words, pos, U64(f), 8)
+    if n == 0:
+        return pos
+    d = np.empty(n, np.int64)
+    ok = np.empty(n, np.bool_)
+    filler = np.int64(0)
+    have = False
+    for i in range(n):
+        t = vals[i] * F10[e] / F10[f]
+        ok[i] = abs(t) < _LIMIT
+        if ok[i]:
+            d[i] = np.int64((t + _MAGIC) - _MAGIC)
+            if not have:
+                filler = d[i]
+                have = True
+    for i in range(n):
+        if ok[i]:
+            filler = d[i]
+        else:
+            d[i] = filler
+    dec = np.empty(n, np.float64)
+    for i in range(n):
+        dec[i] = np.float64(d[i]) * F10[f] / F10[e]
+    decb = dec.view(np.uint64)
+    corr = np.empty(n, np.uint64)
+    for i in range(n):
+        corr[i] = zigzag(bits[i] - decb[i])
+    pos = ints_encode(words, pos, d.view(np.uint64), True)
+    return pfor_write(words, pos, corr)
+
+
+@njit(cache=True)
+def alp_decode(
+    words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, outf: np.ndarray, o: int
+) -> tuple[int, int]:
+    """Decode an ALP body into ``out[o:o+n]`` (uint64 bit patterns; ``outf`` is the float64 view of ``out``)."""
+    if pos + 16 > total:
+        return pos, E_TRUNCATED
+    e = np.int64(get(words, pos, 8))
+    f = np.int64(get(words, pos + 8, 8))
+    pos += 16
+    if e > MAX_EXP or f > MAX_EXP:
+        return pos, E_BAD_FIELD
+    if n == 0:
+        return pos, OK
+    tmp = np.empty(n, np.uint64)
+    pos, st = ints_decode(words, pos, total, n, tmp, 0)
+    if st != OK:
+        return pos, st
+    mf = F10[f]
+    de = F10[e]
+    for i in range(n):  # separate arrays: this loop vectorises
+        outf[o + i] = np.float64(np.int64(tmp[i])) * mf / de
+    return pfor_add_zigzag(words, pos, total, n, out, o)

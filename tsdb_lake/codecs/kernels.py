@@ -1,0 +1,236 @@
+"""Blob-level numba kernels: header, whole-blob encoders, and the single / batch decoders.
+
+A blob is ``codec id (8 bits)``, ``count (LEB128 varint)``, then the codec body, zero-padded to a whole byte.
+Batch decoders take the Arrow binary layout (one ``uint8`` buffer plus ``offsets``) and decode every chunk in
+one call, in parallel over chunks with ``prange`` or serially, into one preallocated output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from tsdb_lake.codecs.bits import (
+    E_BAD_FIELD,
+    E_CODEC,
+    E_COUNT,
+    E_TRAILING,
+    E_TRUNCATED,
+    OK,
+    finish,
+    get,
+    load_words,
+    new_words,
+    put,
+    put_varint,
+)
+from tsdb_lake.codecs.floatcodecs import (
+    alp_decode,
+    alp_encode,
+    alp_max_bits,
+    raw_decode,
+    raw_encode,
+    rle_decode,
+    rle_encode,
+    rle_runs,
+)
+from tsdb_lake.codecs.gorilla import gorilla_decode, gorilla_encode, gorilla_max_bits
+from tsdb_lake.codecs.ids import MAX_EXPANSION, MAX_SLACK
+from tsdb_lake.codecs.intpack import ints_decode, ints_encode, ints_max_bits
+
+__all__ = [
+    "C_ALP",
+    "C_GORILLA",
+    "C_INT64",
+    "C_RAW",
+    "C_RLE",
+    "C_TIMESTAMP",
+    "MASK_ANY",
+    "MASK_FLOAT",
+    "decode_blob",
+    "decode_many_parallel",
+    "decode_many_serial",
+    "encode_adaptive",
+    "encode_float_blob",
+    "encode_int_blob",
+    "scan_counts",
+]
+
+U64 = np.uint64
+C_TIMESTAMP = 1
+C_INT64 = 2
+C_GORILLA = 3
+C_RAW = 4
+C_RLE = 5
+C_ALP = 6
+MASK_FLOAT = (1 << C_GORILLA) | (1 << C_RAW) | (1 << C_RLE) | (1 << C_ALP)
+MASK_ANY = MASK_FLOAT | (1 << C_TIMESTAMP) | (1 << C_INT64)
+_HEADER_BITS = 8 + 80
+
+
+@njit(cache=True)
+def _header(words: np.ndarray, codec: int, n: int) -> int:
+    pos = put(words, 0, U64(codec), 8)
+    return put_varint(words, pos, U64(n))
+
+
+@njit(cache=True)
+def encode_int_blob(codec: int, x: np.ndarray) -> np.ndarray:
+    """A TIMESTAMP or INT64 blob of ``x`` (uint64 view of int64 values)."""
+    n = x.shape[0]
+    words = new_words(_HEADER_BITS + ints_max_bits(n))
+    pos = _header(words, codec, n)
+    pos = ints_encode(words, pos, x, True)
+    return finish(words, pos)
+
+
+@njit(cache=True)
+def _encode_body(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
+    n = vals.shape[0]
+    bits = vals.view(np.uint64)
+    if codec == C_GORILLA:
+        words = new_words(_HEADER_BITS + gorilla_max_bits(n))
+        pos = gorilla_encode(words, _header(words, codec, n), bits)
+    elif codec == C_RLE:
+        words = new_words(_HEADER_BITS + 88 + 144 * rle_runs(bits))
+        pos = rle_encode(words, _header(words, codec, n), bits)
+    elif codec == C_ALP:
+        words = new_words(_HEADER_BITS + alp_max_bits(n))
+        pos = alp_encode(words, _header(words, codec, n), vals)
+    else:
+        words = new_words(_HEADER_BITS + 64 * n)
+        pos = raw_encode(words, _header(words, C_RAW, n), bits)
+    return words, pos
+
+
+@njit(cache=True)
+def encode_float_blob(codec: int, vals: np.ndarray) -> np.ndarray:
+    """A float blob of ``vals`` with the given codec."""
+    words, pos = _encode_body(codec, vals)
+    return finish(words, pos)
+
+
+@njit(cache=True)
+def encode_adaptive(vals: np.ndarray) -> np.ndarray:
+    """The smallest of RLE, ALP, Gorilla and raw for ``vals`` (ties: the earlier in that order)."""
+    n = vals.shape[0]
+    bits = vals.view(np.uint64)
+    best_words, best_pos = _encode_body(C_RAW, vals)
+    runs = rle_runs(bits)
+    if 72 * runs < 64 * n:
+        w, p = _encode_body(C_RLE, vals)
+        if p <= best_pos:
+            best_words, best_pos = w, p
+    for codec in (C_GORILLA, C_ALP):
+        w, p = _encode_body(codec, vals)
+        if p < best_pos:
+            best_words, best_pos = w, p
+    return finish(best_words, best_pos)
+
+
+@njit(cache=True)
+def _parse_header(data: np.ndarray, start: int, end: int) -> tuple[int, int, int]:
+    """``(codec, count, status)`` from the header bytes of ``data[start:end]``."""
+    nb = end - start
+    if nb < 2:
+        return 0, 0, E_TRUNCATED
+    codec = np.int64(data[start])
+    n = U64(0)
+    for k in range(10):
+        if 1 + k >= nb:
+            return codec, 0, E_TRUNCATED
+        b = U64(data[start + 1 + k])
+        if k == 9 and b > U64(1):
+            return codec, 0, E_BAD_FIELD
+        n |= (b & U64(0x7F)) << U64(7 * k)
+        if b < U64(0x80):
+            if n > U64(MAX_EXPANSION * nb + MAX_SLACK):
+                return codec, 0, E_COUNT
+            return codec, np.int64(n), OK
+    return codec, 0, E_BAD_FIELD
+
+
+@njit(cache=True)
+def decode_blob(
+    data: np.ndarray, start: int, end: int, mask: int, out: np.ndarray, outf: np.ndarray, o: int
+) -> int:
+    """Decode blob ``data[start:end]`` into ``out[o:o+count]``; its codec must be in bit ``mask``; status."""
+    codec, n, st = _parse_header(data, start, end)
+    if st != OK:
+        return st
+    if codec < 1 or codec > 63 or ((mask >> codec) & 1) == 0:
+        return E_CODEC
+    if o + n > out.shape[0]:
+        return E_COUNT
+    words = load_words(data, start, end)
+    total = 8 * (end - start)
+    pos = 8
+    while get(words, pos, 8) >= U64(0x80):
+        pos += 8
+    pos += 8
+    if codec == C_TIMESTAMP or codec == C_INT64:
+        pos, st = ints_decode(words, pos, total, n, out, o)
+    elif codec == C_GORILLA:
+        pos, st = gorilla_decode(words, pos, total, n, out, o)
+    elif codec == C_RAW:
+        pos, st = raw_decode(words, pos, total, n, out, o)
+    elif codec == C_RLE:
+        pos, st = rle_decode(words, pos, total, n, out, o)
+    elif codec == C_ALP:
+        pos, st = alp_decode(words, pos, total, n, out, outf, o)
+    else:
+        return E_CODEC
+    if st != OK:
+        return st
+    if pos > total:
+        return E_TRUNCATED
+    if ((pos + 7) >> 3) != end - start:
+        return E_TRAILING
+    if (pos & 7) != 0 and get(words, pos, 8 - (pos & 7)) != U64(0):
+        return E_TRAILING
+    return OK
+
+
+@njit(cache=True)
+def scan_counts(data: np.ndarray, offsets: np.ndarray, mask: int) -> tuple[np.ndarray, int, int]:
+    """Value count of every chunk: ``(counts, status, index of the first bad chunk or -1)``."""
+    m = offsets.shape[0] - 1
+    counts = np.zeros(max(m, 0), np.int64)
+    for i in range(m):
+        s = int(offsets[i])
+        e = int(offsets[i + 1])
+        if s < 0 or e < s or e > data.shape[0]:
+            return counts, E_BAD_FIELD, i
+        codec, n, st = _parse_header(data, s, e)
+        if st != OK:
+            return counts, st, i
+        if codec < 1 or codec > 63 or ((mask >> codec) & 1) == 0:
+            return counts, E_CODEC, i
+        counts[i] = n
+    return counts, OK, -1
+
+
+@njit(cache=True)
+def decode_many_serial(
+    data: np.ndarray, offsets: np.ndarray, starts: np.ndarray, mask: int, out: np.ndarray, outf: np.ndarray
+) -> np.ndarray:
+    """Decode every chunk ``data[offsets[i]:offsets[i+1]]`` into ``out[starts[i]:]``; per-chunk status."""
+    m = offsets.shape[0] - 1
+    status = np.zeros(m, np.int64)
+    for i in range(m):
+        status[i] = decode_blob(data, int(offsets[i]), int(offsets[i + 1]), mask, out, outf, int(starts[i]))
+        if status[i] != OK:
+            break
+    return status
+
+
+@njit(cache=True, parallel=True)
+def decode_many_parallel(
+    data: np.ndarray, offsets: np.ndarray, starts: np.ndarray, mask: int, out: np.ndarray, outf: np.ndarray
+) -> np.ndarray:
+    """As :func:`decode_many_serial`, chunks spread over threads with ``prange``."""
+    m = offsets.shape[0] - 1
+    status = np.zeros(m, np.int64)
+    for i in prange(m):
+        status[i] = decode_blob(data, int(offsets[i]), int(offsets[i + 1]), mask, out, outf, int(starts[i]))
+    return status

@@ -1,0 +1,397 @@
+"""Raw data files: one Parquet row per (series, chunk) with codec-encoded timestamp and field columns.
+
+Layout of a raw file (``format_version`` 1, specified in ``catalog/FORMAT.md``):
+
+=================  ==========  ===============================================================
+column             type        meaning
+=================  ==========  ===============================================================
+``_series_id``     uint64      the series id (see ``model.series_id``)
+<label>            string      one column per label key of the metric; null = label absent
+``_t_min``         int64       first timestamp of the chunk (ns)
+``_t_max``         int64       last timestamp of the chunk (ns)
+``_count``         int32       points in the chunk
+``_time``          binary      timestamp codec blob
+<field>            binary      value codec blob of the non-null values; null when none
+``_valid__<f>``    binary      LSB-first validity bitmap over the chunk's points; null = all valid
+``_n__<f>``        int32       non-null values of the field in the chunk
+``_min__<f>``      f's type    minimum ignoring NaN; null when none
+``_max__<f>``      f's type    maximum ignoring NaN; null when none
+=================  ==========  ===============================================================
+
+Rows are sorted by (``_series_id``, ``_t_min``). This module reads and writes these files; it never touches
+the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tsdb_lake import codecs
+from tsdb_lake.errors import BackendReadError, CorruptBlockError
+from tsdb_lake.model import TIME_COLUMN
+from tsdb_lake.points import SERIES_ID
+from tsdb_lake.storage.base import Storage
+
+__all__ = [
+    "CHUNK_COLUMNS",
+    "FORMAT_VERSION",
+    "RawFileInfo",
+    "chunk_columns_for",
+    "decode_chunks",
+    "encode_chunks",
+    "read_chunks",
+    "write_raw_file",
+]
+
+FORMAT_VERSION = 1
+T_MIN, T_MAX, COUNT, TIME_BLOB = "_t_min", "_t_max", "_count", "_time"
+CHUNK_COLUMNS = (SERIES_ID, T_MIN, T_MAX, COUNT)
+DEFAULT_CHUNK_POINTS = 4096
+_LABEL_VALUES_LIMIT = 256
+
+
+def valid_col(f: str) -> str:
+    """Name of the validity-bitmap column of field ``f``."""
+    return f"_valid__{f}"
+
+
+def n_col(f: str) -> str:
+    """Name of the non-null-count column of field ``f``."""
+    return f"_n__{f}"
+
+
+def min_col(f: str) -> str:
+    """Name of the per-chunk minimum column of field ``f``."""
+    return f"_min__{f}"
+
+
+def max_col(f: str) -> str:
+    """Name of the per-chunk maximum column of field ``f``."""
+    return f"_max__{f}"
+
+
+def chunk_columns_for(fields: Sequence[str], *, blobs: bool = True, stats: bool = True) -> list[str]:
+    """The per-field column names to read for ``fields`` (blobs and/or statistics)."""
+    cols: list[str] = []
+    for f in fields:
+        if blobs:
+            cols += [f, valid_col(f)]
+        if stats:
+            cols += [n_col(f), min_col(f), max_col(f)]
+    return cols
+
+
+@dataclass
+class RawFileInfo:
+    """What the catalog needs to know about a written raw file."""
+
+    key: str
+    bytes: int
+    rows: int
+    points: int
+    series: int
+    min_time: int
+    max_time: int
+    series_min: int
+    series_max: int
+    field_stats: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    label_values: dict[str, list[str]] = field(default_factory=dict)
+    codecs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _chunk_bounds(series: np.ndarray, max_points: int) -> np.ndarray:
+    """Start offsets of chunks: a new chunk at each series change and every ``max_points`` within a series."""
+    n = len(series)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1))
+    ends = np.append(starts[1:], n)
+    out = []
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        out.extend(range(s, e, max_points))
+    return np.asarray(out, dtype=np.int64)
+
+
+def encode_chunks(
+    frame: pl.DataFrame,
+    labels: Sequence[str],
+    fields: Mapping[str, str],
+    *,
+    max_chunk_points: int = DEFAULT_CHUNK_POINTS,
+) -> pa.Table:
+    """Encode a point frame sorted by (series, time) into the chunk table of a raw file.
+
+    ``fields`` maps field name to dtype (``"float64"`` or ``"int64"``); labels and fields missing from the
+    frame are written as nulls so every file of a metric carries the full schema known at write time.
+    """
+    n = frame.height
+    sids = frame.get_column(SERIES_ID).to_numpy()
+    times = np.ascontiguousarray(frame.get_column(TIME_COLUMN).to_numpy(), dtype=np.int64)
+    starts = _chunk_bounds(sids, max_chunk_points)
+    ends = np.append(starts[1:], n).astype(np.int64)
+    counts = (ends - starts).astype(np.int32)
+    columns: dict[str, pa.Array] = {SERIES_ID: pa.array(sids[starts], pa.uint64())}
+    first = frame[starts.tolist()] if n else frame.clear()
+    for label in labels:
+        if label in frame.columns:
+            columns[label] = first.get_column(label).cast(pl.String).to_arrow().cast(pa.string())
+        else:
+            columns[label] = pa.nulls(len(starts), pa.string())
+    columns[T_MIN] = pa.array(times[starts], pa.int64())
+    columns[T_MAX] = pa.array(times[ends - 1], pa.int64())
+    columns[COUNT] = pa.array(counts, pa.int32())
+    columns[TIME_BLOB] = pa.array(
+        [codecs.encode_timestamps(times[s:e]) for s, e in zip(starts, ends, strict=True)], pa.binary()
+    )
+    for name, dtype in fields.items():
+        columns.update(_encode_field(frame, name, dtype, starts, ends))
+    return pa.table(columns)
+
+
+def _encode_field(
+    frame: pl.DataFrame, name: str, dtype: str, starts: np.ndarray, ends: np.ndarray
+) -> dict[str, pa.Array]:
+    arrow_type = pa.int64() if dtype == "int64" else pa.float64()
+    nchunks = len(starts)
+    if name not in frame.columns:
+        return {
+            name: pa.nulls(nchunks, pa.binary()),
+            valid_col(name): pa.nulls(nchunks, pa.binary()),
+            n_col(name): pa.array(np.zeros(nchunks, np.int32)),
+            min_col(name): pa.nulls(nchunks, arrow_type),
+            max_col(name): pa.nulls(nchunks, arrow_type),
+        }
+    series = frame.get_column(name)
+    np_dtype = np.int64 if dtype == "int64" else np.float64
+    values = series.fill_null(0).cast(pl.Int64 if dtype == "int64" else pl.Float64).to_numpy()
+    values = np.ascontiguousarray(values, dtype=np_dtype)
+    valid = ~series.is_null().to_numpy()
+    all_valid = bool(valid.all())
+    encode = codecs.encode_ints if dtype == "int64" else codecs.encode_floats
+    blobs: list[bytes | None] = []
+    bitmaps: list[bytes | None] = []
+    n_valid = np.zeros(nchunks, np.int32)
+    mins: list[float | int | None] = []
+    maxs: list[float | int | None] = []
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        v = values[s:e]
+        if not all_valid:
+            m = valid[s:e]
+            if not m.all():
+                v = v[m]
+                bitmaps.append(np.packbits(m, bitorder="little").tobytes() if len(v) else None)
+            else:
+                bitmaps.append(None)
+        else:
+            bitmaps.append(None)
+        n_valid[i] = len(v)
+        if len(v) == 0:
+            blobs.append(None)
+            mins.append(None)
+            maxs.append(None)
+            continue
+        blobs.append(encode(v))
+        if dtype == "int64":
+            mins.append(int(v.min()))
+            maxs.append(int(v.max()))
+        else:
+            finite = v[~np.isnan(v)]
+            mins.append(float(finite.min()) if len(finite) else None)
+            maxs.append(float(finite.max()) if len(finite) else None)
+    return {
+        name: pa.array(blobs, pa.binary()),
+        valid_col(name): pa.array(bitmaps, pa.binary()),
+        n_col(name): pa.array(n_valid),
+        min_col(name): pa.array(mins, arrow_type),
+        max_col(name): pa.array(maxs, arrow_type),
+    }
+
+
+def write_raw_file(
+    storage: Storage,
+    key: str,
+    chunks: pa.Table,
+    labels: Sequence[str],
+    fields: Mapping[str, str],
+    metadata: Mapping[str, str] | None = None,
+) -> RawFileInfo:
+    """Write an encoded chunk table to ``key`` and return its statistics for the catalog."""
+    blob_cols = [TIME_BLOB, *fields, *(valid_col(f) for f in fields)]
+    meta = {
+        "tsdb_lake.format_version": str(FORMAT_VERSION),
+        "tsdb_lake.kind": "raw",
+        "tsdb_lake.labels": json.dumps(list(labels)),
+        "tsdb_lake.fields": json.dumps(dict(fields)),
+        **(metadata or {}),
+    }
+    table = chunks.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    compression = {c: ("NONE" if c in blob_cols else "ZSTD") for c in table.column_names}
+    with storage.open_output(key) as sink:
+        pq.write_table(
+            table,
+            sink,
+            compression=compression,
+            use_dictionary=list(labels),
+            write_statistics=[SERIES_ID, T_MIN, T_MAX, *labels],
+            row_group_size=64 * 1024,
+        )
+        size = sink.tell()
+    return _file_info(key, size or 0, chunks, labels, fields)
+
+
+def _file_info(
+    key: str, size: int, chunks: pa.Table, labels: Sequence[str], fields: Mapping[str, str]
+) -> RawFileInfo:
+    sids = chunks.column(SERIES_ID).to_numpy()
+    info = RawFileInfo(
+        key=key,
+        bytes=size,
+        rows=chunks.num_rows,
+        points=int(np.asarray(chunks.column(COUNT)).sum()),
+        series=len(np.unique(sids)),
+        min_time=int(np.asarray(chunks.column(T_MIN)).min()),
+        max_time=int(np.asarray(chunks.column(T_MAX)).max()),
+        series_min=int(sids.min()),
+        series_max=int(sids.max()),
+    )
+    for f, dtype in fields.items():
+        n = int(np.asarray(chunks.column(n_col(f))).sum())
+        lo, hi = chunks.column(min_col(f)), chunks.column(max_col(f))
+        cast = int if dtype == "int64" else float
+        lo_v = pa.compute.min(lo).as_py()
+        hi_v = pa.compute.max(hi).as_py()
+        info.field_stats[f] = {
+            "count": n,
+            "min": None if lo_v is None else cast(lo_v),
+            "max": None if hi_v is None else cast(hi_v),
+        }
+        ids: dict[str, int] = {}
+        for blob in chunks.column(f).to_pylist():
+            if blob is not None:
+                name = codecs.codec_id(blob).name.lower()
+                ids[name] = ids.get(name, 0) + 1
+        info.codecs[f] = ids
+    for label in labels:
+        values = pa.compute.unique(chunks.column(label).drop_null()).to_pylist()
+        if len(values) <= _LABEL_VALUES_LIMIT:
+            info.label_values[label] = sorted(values)
+    return info
+
+
+def read_chunks(
+    storage: Storage,
+    key: str,
+    columns: Sequence[str],
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    series_ids: Sequence[int] | None = None,
+) -> pa.Table:
+    """Read the chunk rows of a raw file that may hold points in ``[start, end)`` of ``series_ids``.
+
+    Row groups are skipped by their statistics; chunks are then filtered exactly on their bounds.
+    """
+    filters: list[tuple[str, str, object]] = []
+    if start is not None:
+        filters.append((T_MAX, ">=", start))
+    if end is not None:
+        filters.append((T_MIN, "<", end))
+    if series_ids is not None:
+        filters.append((SERIES_ID, "in", [int(s) for s in series_ids]))
+    try:
+        return pq.read_table(
+            storage.arrow_path(key),
+            filesystem=storage.arrow_fs(),
+            columns=list(dict.fromkeys(columns)),
+            filters=filters or None,
+        )
+    except FileNotFoundError as exc:
+        raise BackendReadError(f"data file {key} is missing from storage", retryable=False) from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            raise BackendReadError(f"cannot read data file {key}: {exc}") from exc
+        raise CorruptBlockError(f"unreadable Parquet data file: {exc}", path=key) from exc
+
+
+def decode_chunks(
+    chunks: pa.Table,
+    labels: Sequence[str],
+    fields: Mapping[str, str],
+    *,
+    key: str = "?",
+) -> pl.DataFrame:
+    """Expand chunk rows into a point frame: ``_series_id``, ``time``, labels, fields (nulls restored)."""
+    counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
+    total = int(counts.sum())
+    chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+    try:
+        times = _decode_column(chunks.column(TIME_BLOB), counts, codecs.decode_timestamps, np.int64)
+        out: dict[str, pl.Series | np.ndarray] = {
+            SERIES_ID: pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID))[chunk_index], pl.UInt64),
+            TIME_COLUMN: times,
+        }
+        for label in labels:
+            col = chunks.column(label) if label in chunks.column_names else pa.nulls(chunks.num_rows, pa.string())
+            out[label] = pl.Series(label, col.take(pa.array(chunk_index)) if total else col.slice(0, 0))
+        for f, dtype in fields.items():
+            out[f] = _decode_field(chunks, f, dtype, counts)
+    except CorruptBlockError as exc:
+        raise exc.with_path(key) from exc
+    return pl.DataFrame(out)
+
+
+def _decode_column(
+    column: pa.ChunkedArray, counts: np.ndarray, decode: object, dtype: type
+) -> np.ndarray:
+    out = np.empty(int(counts.sum()), dtype=dtype)
+    pos = 0
+    for blob, n in zip(column.to_pylist(), counts.tolist(), strict=True):
+        vals = decode(blob)  # type: ignore[operator]
+        if len(vals) != n:
+            raise CorruptBlockError(f"chunk decodes to {len(vals)} values, its row says {n}")
+        out[pos : pos + n] = vals
+        pos += n
+    return out
+
+
+def _decode_field(chunks: pa.Table, f: str, dtype: str, counts: np.ndarray) -> pl.Series:
+    pl_type = pl.Int64 if dtype == "int64" else pl.Float64
+    if f not in chunks.column_names:
+        return pl.Series(f, [None] * int(counts.sum()), pl_type)
+    np_type = np.int64 if dtype == "int64" else np.float64
+    total = int(counts.sum())
+    values = np.zeros(total, dtype=np_type)
+    valid = np.ones(total, dtype=bool)
+    blobs = chunks.column(f).to_pylist()
+    bitmaps = chunks.column(valid_col(f)).to_pylist() if valid_col(f) in chunks.column_names else None
+    pos = 0
+    for i, (blob, n) in enumerate(zip(blobs, counts.tolist(), strict=True)):
+        if blob is None:
+            valid[pos : pos + n] = False
+        else:
+            vals = codecs.decode_values(blob)
+            bitmap = bitmaps[i] if bitmaps is not None else None
+            if bitmap is None:
+                if len(vals) != n:
+                    raise CorruptBlockError(f"field {f!r} chunk has {len(vals)} values for {n} points")
+                values[pos : pos + n] = vals
+            else:
+                if len(bitmap) * 8 < n:
+                    raise CorruptBlockError(f"field {f!r} validity bitmap is too short")
+                m = np.unpackbits(np.frombuffer(bitmap, np.uint8), count=n, bitorder="little").astype(bool)
+                if int(m.sum()) != len(vals):
+                    raise CorruptBlockError(f"field {f!r} bitmap and values disagree")
+                values[pos : pos + n][m] = vals
+                valid[pos : pos + n] = m
+        pos += n
+    series = pl.Series(f, values, pl_type)
+    if not valid.all():
+        series = pl.select(pl.when(pl.Series(valid)).then(series).otherwise(None).alias(f)).to_series()
+    return series
