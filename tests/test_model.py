@@ -19,7 +19,9 @@ from tsdb_lake.model import (
 )
 
 
-@pytest.mark.parametrize("name", ["cpu", "usage_user", "a", "A1", "k8s.pod:cpu-seconds", "x" * MAX_NAME_LENGTH])
+@pytest.mark.parametrize(
+    "name", ["cpu", "usage_user", "a", "A1", "k8s.pod:cpu-seconds", "x" * MAX_NAME_LENGTH]
+)
 def test_valid_names_are_returned(name: str) -> None:
     for kind in ("tenant", "metric", "label", "field"):
         assert validate_name(kind, name) == name
@@ -115,9 +117,7 @@ def test_series_id_pinned(key: str, expected: int) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.dictionaries(
-        st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), st.text(max_size=12), max_size=5
-    )
+    st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), st.text(max_size=12), max_size=5)
 )
 def test_series_id_matches_documented_algorithm_and_ignores_label_order(labels: dict[str, str]) -> None:
     key = series_key("cpu", labels)

@@ -67,12 +67,16 @@ def _frame(seed: int, n: int, nan_p: float, null_p: float, span: int, reset_p: f
 def _compare(raw: pl.DataFrame, got: pl.DataFrame) -> None:
     assert raw.columns == got.columns
     assert raw.height == got.height
-    inexact = [c for c in raw.columns if c.endswith(("_avg", "_sum", "_stddev", "_increase", "_rate"))]
+    # Exact quantiles are the same interpolation of the same values; polars' kernel may differ in the last
+    # bit depending on nulls around them, so they are compared to 1e-12.
+    inexact = [
+        c for c in raw.columns if c.endswith(("_avg", "_sum", "_stddev", "_increase", "_rate")) or "_p" in c
+    ]
     assert_frame_equal(raw.drop(inexact), got.drop(inexact), check_exact=True)
     for c in inexact:
         a = raw.get_column(c).cast(pl.Float64).to_numpy()
         b = got.get_column(c).cast(pl.Float64).to_numpy()
-        tol = 1e-6 if c.endswith("_stddev") else 1e-9
+        tol = 1e-6 if c.endswith("_stddev") else 1e-12 if "_p" in c else 1e-9
         assert np.allclose(a, b, rtol=tol, atol=1e-9, equal_nan=True), (c, a, b)
         assert (np.isnan(a) == np.isnan(b)).all(), c
 
@@ -148,7 +152,7 @@ def test_small_buckets_keep_values_large_ones_sketch() -> None:
     frame = pl.DataFrame(
         {
             SERIES_ID: pl.Series([7] * n, dtype=pl.UInt64),
-            "time": np.arange(n, dtype=np.int64) * (HOUR // (VALUES_MAX + 1)),
+            "time": (np.arange(n) // (VALUES_MAX + 1)) * HOUR + (np.arange(n) % (VALUES_MAX + 1)) * 10**9,
             "host": ["a"] * n,
             "g": np.arange(n, dtype=float),
             "i": np.arange(n),

@@ -198,12 +198,12 @@ _BASE = 1_700_000_000_000_000_000
 _OFFSETS = st.integers(min_value=-5_000, max_value=5_000)
 
 
-def _term(draw: Any, time_unit: str) -> pl.Expr:
+def _term(draw: Any, base: int) -> pl.Expr:
     kind = draw(st.sampled_from(["time", "time_cast", "eq", "ne", "isin", "duck_isin", "field", "or"]))
     col_t = pl.col("time")
     if kind in ("time", "time_cast"):
         unit = draw(st.sampled_from(["ns", "us", "ms"]))
-        value = _BASE + draw(_OFFSETS) * 997
+        value = base + draw(_OFFSETS) * draw(st.sampled_from([1, 997, 1000, 1_000_000]))
         lit = pl.lit(value).cast(pl.Datetime("ns", "UTC")).dt.cast_time_unit(unit)  # type: ignore[arg-type]
         lhs = col_t.dt.cast_time_unit("us") if kind == "time_cast" else col_t
         op = draw(st.sampled_from([">=", ">", "<", "<=", "=="]))
@@ -223,28 +223,29 @@ def _term(draw: Any, time_unit: str) -> pl.Expr:
         return pl.when(host.is_null()).then(pl.lit(None, pl.Boolean)).otherwise(host.is_in(vals.implode()))
     if kind == "field":
         return pl.col("v") > draw(st.floats(0, 1))
-    return (host == draw(values)) | (col_t >= pl.lit(_BASE).cast(pl.Datetime("ns", "UTC")))
+    return (host == draw(values)) | (col_t >= pl.lit(base).cast(pl.Datetime("ns", "UTC")))
 
 
 @st.composite
-def _predicates(draw: Any) -> tuple[pl.Expr, str]:
+def _predicates(draw: Any) -> tuple[pl.Expr, str, int]:
     time_unit = draw(st.sampled_from(["ns", "us"]))
-    terms = [_term(draw, time_unit) for _ in range(draw(st.integers(1, 4)))]
+    base = draw(st.sampled_from([_BASE, -3_000_123]))  # after and before 1970 (truncation differs)
+    terms = [_term(draw, base) for _ in range(draw(st.integers(1, 4)))]
     if len(terms) > 1 and draw(st.booleans()):
-        return pl.all_horizontal(terms), time_unit
+        return pl.all_horizontal(terms), time_unit, base
     pred = terms[0]
     for t in terms[1:]:
         pred = pred & t
-    return pred, time_unit
+    return pred, time_unit, base
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_predicates(), st.integers(0, 2**32 - 1))
-def test_extracted_bounds_contain_every_kept_row(case: tuple[pl.Expr, str], seed: int) -> None:
-    pred, time_unit = case
+def test_extracted_bounds_contain_every_kept_row(case: tuple[pl.Expr, str, int], seed: int) -> None:
+    pred, time_unit, base = case
     rng = np.random.default_rng(seed)
     n = 400
-    t_ns = _BASE + rng.integers(-6_000_000, 6_000_000, n)
+    t_ns = base + rng.integers(-6_000_000, 6_000_000, n)
     hosts = rng.choice(np.array(["a", "b", "c", "", "x"], dtype=object), n).tolist()
     hosts = [None if i % 7 == 0 else h for i, h in enumerate(hosts)]
     frame = pl.DataFrame(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wal_crash_child import LIGHT_IMPORT
 
 from tsdb_lake.errors import BackendWriteError, CorruptBlockError, InvalidFrameError, TsdbLakeError
 from tsdb_lake.wal import WAL, WalRecord, wal_writer_id
@@ -218,7 +219,7 @@ def _child_env() -> dict[str, str]:
 
 
 def test_lock_against_another_process(tmp_path: Path) -> None:
-    code = (
+    code = LIGHT_IMPORT + (
         "import sys\n"
         "from tsdb_lake.wal import WAL\n"
         "from tsdb_lake.errors import BackendWriteError\n"
@@ -237,7 +238,7 @@ def test_lock_against_another_process(tmp_path: Path) -> None:
     assert f"in use by another writer (pid {os.getpid()})" in done.stdout
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom tsdb_lake.wal import WAL\nw = WAL(sys.argv[1])\n"
+        [sys.executable, "-c", LIGHT_IMPORT + "import sys\nfrom tsdb_lake.wal import WAL\nw = WAL(sys.argv[1])\n"
          "print('ready', flush=True)\nsys.stdin.read()\n", str(tmp_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_child_env(),
     )  # fmt: skip
@@ -286,3 +287,14 @@ def test_stale_segment_tmp_files_are_removed(tmp_path: Path) -> None:
     with WAL(tmp_path) as wal:
         assert not stale.exists()
         assert wal.append(b"x") == 1
+
+
+def test_golden_bytes_match_the_spec(tmp_path: Path) -> None:
+    """The example in catalog/WAL.md, byte for byte."""
+    with WAL(tmp_path) as wal:
+        wal.append(b"hi")
+    data = (tmp_path / segment_name(1)).read_bytes()
+    assert data.hex() == (
+        "54534c57414c0001" "0100" "0100000000000000" "93d7b364"
+        "02000000" "e9013698" "0100000000000000" "6869"
+    )  # fmt: skip

@@ -167,4 +167,4 @@ class WalMachine(RuleBasedStateMachine):
 
 
 TestWalStateMachine = WalMachine.TestCase
-TestWalStateMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+TestWalStateMachine.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)

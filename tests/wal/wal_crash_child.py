@@ -10,6 +10,17 @@ from __future__ import annotations
 import hashlib
 import random
 import sys
+import types
+from pathlib import Path
+
+#: Source to run first in a child: registers the ``tsdb_lake`` package without executing its ``__init__``
+#: (which imports the whole library, seconds of start-up), so only the WAL room and the error tree load.
+LIGHT_IMPORT = (
+    "import sys, types\n"
+    "_pkg = types.ModuleType('tsdb_lake')\n"
+    "_pkg.__path__ = [{path!r}]\n"
+    "sys.modules.setdefault('tsdb_lake', _pkg)\n"
+).format(path=str(Path(__file__).resolve().parents[2] / "tsdb_lake"))
 
 
 def payload_for(lsn: int) -> bytes:
@@ -21,6 +32,7 @@ def payload_for(lsn: int) -> bytes:
 
 
 def main() -> None:
+    exec(LIGHT_IMPORT, {"sys": sys, "types": types})
     from tsdb_lake.wal import WAL
 
     directory, seed = sys.argv[1], int(sys.argv[2])

@@ -194,6 +194,10 @@ class DataFile:
     series_max: int | None = None
     lineage: Lineage | None = None
     codecs: Mapping[str, Any] = field(default_factory=dict)
+    #: Data sequence number: the catalog version whose commit first made this data live. Newer data wins
+    #: when files overlap. ``None`` in an AddFile means "the version of this commit" (filled on apply);
+    #: compaction outputs carry the largest ``seq`` of their inputs.
+    seq: int | None = None
 
     def validate(self) -> DataFile:
         """Check names, key and bounds; returns ``self``. Raises InvalidNameError / InvalidTimestampError."""
@@ -234,6 +238,8 @@ class DataFile:
         }
         if self.lineage is not None:
             out["lineage"] = self.lineage.to_json()
+        if self.seq is not None:
+            out["seq"] = self.seq
         return out
 
     @staticmethod
@@ -260,6 +266,7 @@ class DataFile:
             series_max=None if smax is None else int(smax),
             lineage=None if lin is None else Lineage.from_json(lin),
             codecs=dict(obj.get("codecs", {})),
+            seq=None if obj.get("seq") is None else int(obj["seq"]),
         )
 
     @staticmethod

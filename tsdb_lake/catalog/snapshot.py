@@ -9,6 +9,7 @@ the log, checking them (``check=True``) when a commit is being prepared or rebas
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -282,7 +283,8 @@ class StateBuilder:
         if isinstance(a, AddFile):
             if check and a.file.path in self.files:
                 raise CommitConflictError(f"data file {a.file.path!r} is already in the lake")
-            self.files[a.file.path] = a.file
+            added = a.file if a.file.seq is not None else dataclasses.replace(a.file, seq=entry.version)
+            self.files[a.file.path] = added
         elif isinstance(a, RemoveFile):
             if self.files.pop(a.path, None) is None and check:
                 raise CommitConflictError(

@@ -151,6 +151,18 @@ def _parse_header(data: np.ndarray, start: int, end: int) -> tuple[int, int, int
 
 
 @njit(cache=True)
+def _decode_rest(codec: int, words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int) -> tuple[int, int]:
+    """Gorilla, raw and RLE bodies (kept out of :func:`decode_blob` so its hot paths optimise well)."""
+    if codec == C_GORILLA:
+        return gorilla_decode(words, pos, total, n, out, o)
+    if codec == C_RAW:
+        return raw_decode(words, pos, total, n, out, o)
+    if codec == C_RLE:
+        return rle_decode(words, pos, total, n, out, o)
+    return pos, E_CODEC
+
+
+@njit(cache=True)
 def decode_blob(
     data: np.ndarray, start: int, end: int, mask: int, out: np.ndarray, outf: np.ndarray, o: int
 ) -> int:
@@ -170,16 +182,10 @@ def decode_blob(
     pos += 8
     if codec == C_TIMESTAMP or codec == C_INT64:
         pos, st = ints_decode(words, pos, total, n, out, o)
-    elif codec == C_GORILLA:
-        pos, st = gorilla_decode(words, pos, total, n, out, o)
-    elif codec == C_RAW:
-        pos, st = raw_decode(words, pos, total, n, out, o)
-    elif codec == C_RLE:
-        pos, st = rle_decode(words, pos, total, n, out, o)
     elif codec == C_ALP:
         pos, st = alp_decode(words, pos, total, n, out, outf, o)
     else:
-        return E_CODEC
+        pos, st = _decode_rest(codec, words, pos, total, n, out, o)
     if st != OK:
         return st
     if pos > total:

@@ -148,11 +148,10 @@ def _finish_state(
             updates.append(frame.get_column(vals_name))
             updates.append(pl.Series(sk_name, [None] * frame.height, pl.Binary))
             continue
-        lists: Any = frame.get_column(vals_name).to_arrow()
-        if isinstance(lists, pa.ChunkedArray):
-            lists = lists.combine_chunks()
-        offsets = np.asarray(lists.offsets)
-        flat = np.asarray(lists.values.to_numpy(zero_copy_only=False), dtype=np.float64)
+        lists = frame.get_column(vals_name)
+        lengths = lists.list.len().fill_null(0).to_numpy()
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        flat = lists.list.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
         sk_lists = frame.get_column(f"{_SK_LIST}__{f}").to_list() if carry else None
         blobs: list[bytes | None] = [None] * frame.height
         keep = np.ones(frame.height, bool)

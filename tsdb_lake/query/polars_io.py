@@ -131,7 +131,7 @@ def _evaluate(node: Any) -> pl.Series | None:
 
 
 def _column_of(node: Any) -> tuple[str, int] | None:
-    """``(name, extra rounding in ns)`` when the node is a column, possibly under ``dt.cast_time_unit``."""
+    """``(name, cast unit in ns)`` when the node is a column, possibly under ``dt.cast_time_unit`` (0: none)."""
     kind = _node_kind(node)
     if kind == "Column" and isinstance(node["Column"], str):
         return node["Column"], 0
@@ -145,7 +145,7 @@ def _column_of(node: Any) -> tuple[str, int] | None:
                 inner = _column_of(inputs[0])
                 unit = _POLARS_UNIT_NS.get(str(temporal["CastTimeUnit"]), 1_000_000)
                 if inner is not None:
-                    return inner[0], inner[1] + unit
+                    return inner[0], max(inner[1], unit)
     return None
 
 
@@ -212,35 +212,27 @@ class _Extractor:
             col, other, op = _column_of(right), left, _FLIP[op]
         if col is None:
             return
-        name, rounding = col
+        name, cast_unit = col
         value = _evaluate(other)
         if value is None:
             return
         if name == TIME_COLUMN:
-            self._time_bound(op, value, rounding)
+            self._time_bound(op, value, cast_unit)
         elif name in self.labels and op in ("Eq", "NotEq"):
             strings = _string_values(value)
             if strings is not None and len(strings) == 1 and len(value) == 1:
                 self.out.matchers.append(Matcher(name, "=" if op == "Eq" else "!=", strings[0]))
 
-    def _time_bound(self, op: str, value: pl.Series, rounding: int) -> None:
+    def _time_bound(self, op: str, value: pl.Series, cast_unit: int) -> None:
         tv = _time_value(value)
         if tv is None:
             return
         ns, lit_unit = tv
-        # polars compares at the coarser of the column's and the literal's units, truncating the other side,
-        # and a cast_time_unit on the column truncates once more: widen by that much (the filter re-checks).
-        margin = 2 * (max(self.time_margin, lit_unit) - 1) + 2 * rounding
-        if op == "Gt":
-            self.out.narrow(start=ns + 1 - margin)
-        elif op == "GtEq":
-            self.out.narrow(start=ns - margin)
-        elif op == "Lt":
-            self.out.narrow(end=ns + margin)
-        elif op == "LtEq":
-            self.out.narrow(end=ns + 1 + margin)
-        elif op == "Eq":
-            self.out.narrow(start=ns - margin, end=ns + 1 + margin)
+        # polars compares at the coarsest unit U among the scan's column, a cast_time_unit on it and the
+        # literal, truncating the finer sides (floor, or toward zero before 1970): see time_bounds().
+        unit = max(self.time_margin, lit_unit, cast_unit)
+        start, end = time_bounds(op, ns, unit)
+        self.out.narrow(start, end)
 
     def _is_in(self, column: Any, values: Any) -> None:
         col = _column_of(column)
@@ -252,6 +244,44 @@ class _Extractor:
             self.out.matchers.append(
                 Matcher(col[0], "=~", "|".join(re.escape(v) for v in sorted(set(strings))))
             )
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def time_bounds(op: str, value_ns: int, unit: int) -> tuple[int | None, int | None]:
+    """The ns range ``[start, end)`` holding every ``t`` with ``c(t) op L`` where ``c`` truncates ``t`` to
+    ``unit`` and ``L`` is ``value_ns`` truncated to ``unit``; truncation is floor or toward zero.
+
+    For ``t >= 0`` both truncations are floor and the bounds are exact; before 1970 ``c(t)`` may be one
+    more than ``floor(t / unit)``, so lower bounds at or below zero widen by one unit.
+    """
+    if unit == 1:
+        exact = {
+            "GtEq": (value_ns, None),
+            "Gt": (value_ns + 1, None),
+            "Lt": (None, value_ns),
+            "LtEq": (None, value_ns + 1),
+            "Eq": (value_ns, value_ns + 1),
+        }
+        return exact.get(op, (None, None))
+    candidates = {value_ns // unit, _trunc_div(value_ns, unit)}
+
+    def lower(lit: int) -> int:
+        return lit * unit if lit > 0 else (lit - 1) * unit
+
+    start = end = None
+    if op in ("GtEq", "Eq"):
+        start = min(lower(c) for c in candidates)
+    if op == "Gt":
+        start = min(lower(c + 1) for c in candidates)
+    if op == "Lt":
+        end = max(c * unit for c in candidates)
+    if op in ("LtEq", "Eq"):
+        end = max((c + 1) * unit for c in candidates)
+    return start, end
 
 
 def extract_pushdown(

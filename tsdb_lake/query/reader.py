@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from tsdb_lake.catalog import MetricSchema, Snapshot
+from tsdb_lake.catalog import DataFile, MetricSchema, Snapshot
 from tsdb_lake.format import chunk_columns_for, decode_chunks, read_chunks
 from tsdb_lake.format.raw import COUNT, T_MAX, T_MIN, TIME_BLOB
 from tsdb_lake.model import TIME_COLUMN
@@ -91,8 +91,8 @@ def _read_file(
     return frame.with_columns(pl.lit(_seq_of(f), pl.Int64).alias(SEQ)), counts
 
 
-def _seq_of(f: Any) -> int:
-    return int(getattr(f, "seq", None) or getattr(f, "added_version", 0) or 0)
+def _seq_of(f: DataFile) -> int:
+    return f.seq if f.seq is not None else 0
 
 
 def read_points(

@@ -240,7 +240,7 @@ def frames_columns(labels: Sequence[str], fields: dict[str, FieldInfo], want: Se
 # ------------------------------------------------------------------------------------------- aggregation
 
 
-def _agg_exprs(fields: dict[str, FieldInfo], spec: AggSpec, every: int) -> list[pl.Expr]:
+def _agg_exprs(fields: Sequence[str], spec: AggSpec, every: int) -> list[pl.Expr]:
     out = []
     kind = spec.kind
     for f in fields:
@@ -346,7 +346,7 @@ def aggregate_rollup(
     )
     if any(a.kind in ("increase", "rate") for a in aggs):
         frame = boundary_deltas(frame, [f for f, i in fields.items() if i.counter], [SERIES_ID])
-    exprs = [e for a in aggs for e in _agg_exprs(fields, a, every)]
+    exprs = [e for f in fields for a in aggs for e in _agg_exprs([f], a, every)]
     if any(a.kind == "quantile" for a in aggs):
         exprs += [
             pl.col(col(f, "values")).list.explode(keep_nulls=False, empty_as_null=False).alias(f"_vals__{f}")

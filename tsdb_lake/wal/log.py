@@ -141,8 +141,12 @@ def _acquire_dir_lock(directory: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -263,8 +267,6 @@ class WAL:
         if self._closed:
             raise BackendWriteError(f"WAL {self._dir} is closed", retryable=False)
         if self._recovered:
-            with self._lock:
-                self._sync_locked()
             yield from self._scan(repair=False, yield_records=True)
             return
         yield from self._recover(yield_records=True)
