@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from tsdb_lake import codecs
 from tsdb_lake.errors import CorruptBlockError
@@ -246,7 +247,7 @@ def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
             kll_quantile_arrow,
             [con.list_type(blob), duckdb.sqltype(double)],
             double,
-            False,
+            True,
         ),
     ]
     for name, fn, params, ret, special in specs:
@@ -257,8 +258,8 @@ def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
             fn,
             params,
             ret,
-            type="arrow",
-            null_handling="special" if special else "default",
+            type=PythonUDFType.ARROW,
+            null_handling=FunctionNullHandling.SPECIAL if special else FunctionNullHandling.DEFAULT,
         )
 
 

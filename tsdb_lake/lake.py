@@ -201,6 +201,30 @@ class Lake:
 
         return run_rollups(self.storage, self.catalog, tenant, metric, dry_run, **options)
 
+    def compact(
+        self, tenant: str | None = None, metric: str | None = None, dry_run: bool = False, **settings: Any
+    ) -> Any:
+        """Merge small / overlapping raw files of settled hours; ``settings`` override CompactionSettings."""
+        from tsdb_lake.compaction import CompactionSettings, run_compaction
+
+        compaction = CompactionSettings(**settings)
+        return run_compaction(
+            self.storage, self.catalog, compaction, tenant=tenant, metric=metric, dry_run=dry_run
+        )
+
+    def vacuum(self, older_than: Any = 3600, dry_run: bool = False, *, now_ns: int | None = None) -> Any:
+        """Delete data files no snapshot younger than ``older_than`` (default 1 h) references, and old orphans."""
+        from tsdb_lake.compaction import run_vacuum
+
+        return run_vacuum(self.storage, self.catalog, older_than, dry_run=dry_run, now_ns=now_ns)
+
+    @property
+    def retention(self) -> Any:
+        """Retention rules: ``.set(tier, ttl, tenant=, metric=)``, ``.show()``, ``.apply(dry_run=True)``."""
+        from tsdb_lake.compaction import Retention
+
+        return Retention(self.catalog)
+
     def close(self) -> None:
         """Close every writer opened from this lake (each flushes)."""
         for w in list(self._writers):

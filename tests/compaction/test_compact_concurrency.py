@@ -10,7 +10,7 @@ from pathlib import Path
 from tsdb_lake.compaction import SEQ_FIELD, merge_job, plan_compaction, run_compaction
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compaction_testlib import (  # noqa: E402
+from compaction_testlib import (
     EAGER,
     Oracle,
     apply,
@@ -96,7 +96,9 @@ def test_two_compactors_race_one_wins(lake_target, tmp_path: Path) -> None:
 def test_threaded_compactors_keep_data_intact(lake_target, tmp_path: Path) -> None:
     lake = open_lake(lake_target.uri, lake_target.storage_options, tmp_path / "wal")
     oracle: Oracle = {}
-    write_batches(lake, [batch(h, b) for h in (0, 1) for b in range(3)] + [batch(1, 5, overwrite=True)], oracle)
+    write_batches(
+        lake, [batch(h, b) for h in (0, 1) for b in range(3)] + [batch(1, 5, overwrite=True)], oracle
+    )
     other = open_lake(lake_target.uri, lake_target.storage_options, tmp_path / "wal2")
     barrier = threading.Barrier(2)
     results: list[list[str]] = []

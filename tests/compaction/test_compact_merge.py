@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tsdb_lake.compaction import SEQ_FIELD, CompactionSettings, run_compaction
 from tsdb_lake.storage.layout import partition_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compaction_testlib import (  # noqa: E402
+from compaction_testlib import (
     BASE_NS,
     EAGER,
     HOUR,
@@ -75,7 +76,7 @@ def test_outputs_are_cut_to_target_size_at_series_boundaries(tmp_path: Path) -> 
     assert report.jobs[0].status == "committed"
     files = sorted(live_raw(lake), key=lambda f: f.series_min)
     assert len(files) >= 2
-    for a, b in zip(files, files[1:], strict=False):  # series ranges are disjoint: no overlap left
+    for a, b in itertools.pairwise(files):  # series ranges are disjoint: no overlap left
         assert a.series_max is not None and b.series_min is not None and a.series_max < b.series_min
     assert all(f.rows >= f.series * (6 * 20 // 7) for f in files)  # chunks re-cut to <= 7 points
     assert query_rows(lake) == expected_rows(oracle)
@@ -96,11 +97,7 @@ def test_schema_evolution_across_inputs(tmp_path: Path) -> None:
     assert report.jobs[0].status == "committed", report.to_dict()
     after = lake.query("cpu", tenant="t")
     after = after.with_columns(pl.col("time").dt.epoch("ns")).sort("host", "time")
-    expected = (
-        pl.concat([first, second], how="diagonal_relaxed")
-        .select(after.columns)
-        .sort("host", "time")
-    )
+    expected = pl.concat([first, second], how="diagonal_relaxed").select(after.columns).sort("host", "time")
     assert after.equals(expected)
     assert after["count"].null_count() == first.height and after["dc"].null_count() == first.height
 

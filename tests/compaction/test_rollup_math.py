@@ -111,7 +111,10 @@ def test_rollup_equals_raw(
             if every % {"1m": MIN, "1h": HOUR, "3h": 3 * HOUR}[tier]:
                 continue
             kw = {"every": every, "group_labels": group, "per_series": not by, "start": 0, "end": 9 * HOUR}
-            for fields, aggs in ((["g", "i"], EXACT_AGGS + ["stddev"]), (["c"], ["increase", "rate", "first"])):
+            for fields, aggs in (
+                (["g", "i"], EXACT_AGGS + ["stddev"]),
+                (["c"], ["increase", "rate", "first"]),
+            ):
                 specs = parse_aggs(aggs)
                 raw = aggregate(frame, aggs=specs, fields=fields, fill=fill, **kw)
                 got, approximate = aggregate_rollup(
@@ -139,7 +142,9 @@ def test_empty_buckets_and_all_null_field() -> None:
     kw = {"every": HOUR, "group_labels": ["host"], "per_series": True, "start": 0, "end": 6 * HOUR}
     for fill in ("none", "null", "previous", "linear"):
         raw = aggregate(frame, aggs=specs, fields=["g", "i"], fill=fill, **kw).drop(SERIES_ID)
-        got, _ = aggregate_rollup(rows, aggs=specs, fields={"g": FIELDS["g"], "i": FIELDS["i"]}, fill=fill, **kw)
+        got, _ = aggregate_rollup(
+            rows, aggs=specs, fields={"g": FIELDS["g"], "i": FIELDS["i"]}, fill=fill, **kw
+        )
         _compare(raw, got.drop(SERIES_ID))
     inc, _ = aggregate_rollup(
         rows, aggs=parse_aggs(["increase"]), fields={"c": FIELDS["c"]}, **{**kw, "every": 6 * HOUR}

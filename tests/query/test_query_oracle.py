@@ -61,6 +61,7 @@ def _oracle(model: dict[tuple[str, str, int], float], path: Path) -> duckdb.Duck
             "host": [k[1] for k in keys],
             "time": pa.array([T0 + k[2] * S for k in keys], pa.int64()),
             "v": pa.array([model[k] for k in keys], pa.float64()),
+            "v_num": pa.array([None if math.isnan(model[k]) else model[k] for k in keys], pa.float64()),
         }
     )
     pq.write_table(table, path)
@@ -81,8 +82,10 @@ def _close(a: Any, b: Any, exact: bool) -> bool:
 
 _AGG_SQL = {
     "avg": "avg(v)",
-    "min": "coalesce(min(v) FILTER (WHERE NOT isnan(v)), min(v))",
-    "max": "coalesce(max(v) FILTER (WHERE NOT isnan(v)), max(v))",
+    # NaN-ignoring min / max over ``v_num`` (v with NaN as NULL, made by numpy: DuckDB 2.0's isnan() was
+    # false for the NaN values it read back from this Parquet file in our runs).
+    "min": "coalesce(min(v_num), min(v))",
+    "max": "coalesce(max(v_num), max(v))",
     "sum": "sum(v)",
     "count": "count(v)",
     "first": "arg_min(v, time)",
@@ -106,6 +109,8 @@ def _check_bucketed(lake: tsdb_lake.Lake, con: duckdb.DuckDBPyConnection, tenant
     got = got.with_columns(pl.col("time").dt.epoch("ns").alias("bucket")).sort([*(["host"] if by_host else []), "bucket"])
     assert got.height == expected.height, (got, expected)
     for name in aggs:
+        if not by_host and name in ("first", "last"):
+            continue  # across series, several points can share the earliest / latest time: no unique answer
         exact = name in ("min", "max", "count", "first", "last")
         for g, e in zip(got[f"v_{name}"].to_list(), expected[name].to_list(), strict=True):
             assert _close(g, e, exact), (name, g, e)

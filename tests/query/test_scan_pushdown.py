@@ -65,7 +65,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> lake_mod.Lake:
     return build_lake(str(tmp_path_factory.mktemp("scan") / "lake"))
 
 
-def _recorded(lake: lake_mod.Lake, metric: str = "cpu", tenant: str = "acme") -> tuple[pl.LazyFrame, list[ScanRecord]]:
+def _recorded(
+    lake: lake_mod.Lake, metric: str = "cpu", tenant: str = "acme"
+) -> tuple[pl.LazyFrame, list[ScanRecord]]:
     records: list[ScanRecord] = []
     return scan_metric(lake, metric, tenant=tenant, on_explain=records.append), records
 
@@ -107,7 +109,10 @@ def test_is_in_and_between_and_projection(lake: lake_mod.Lake) -> None:
     lf, records = _recorded(lake)
     start, end = T0 + H, T0 + 2 * H
     got = (
-        lf.filter(pl.col("host").is_in(["h0", "h3"]) & pl.col("time").is_between(_ts(start), _ts(end), closed="left"))
+        lf.filter(
+            pl.col("host").is_in(["h0", "h3"])
+            & pl.col("time").is_between(_ts(start), _ts(end), closed="left")
+        )
         .select("time", "host", "usage_sys")
         .collect()
     )
@@ -128,7 +133,7 @@ def test_predicates_it_cannot_push_are_still_applied(lake: lake_mod.Lake) -> Non
 
 
 def test_head_and_empty_ranges(lake: lake_mod.Lake) -> None:
-    lf, records = _recorded(lake)
+    lf = lake.scan("cpu", tenant="acme")
     assert lf.head(5).collect().equals(lake.query("cpu", tenant="acme").head(5))
     empty = lf.filter((pl.col("time") >= _ts(T0 + 3 * H)) & (pl.col("time") < _ts(T0 + H))).collect()
     assert empty.height == 0 and empty.schema == lf.collect_schema()
@@ -145,8 +150,9 @@ def test_group_by_on_scan_equals_query_aggregate(lake: lake_mod.Lake) -> None:
         .sort("host", "time")
         .collect()
     )
-    want = lake.query("cpu", tenant="acme", where={"region": "eu"}, fields=["usage_sys"], every="1h", agg="max",
-                      by=["host"]).sort("host", "time")
+    want = lake.query(
+        "cpu", tenant="acme", where={"region": "eu"}, fields=["usage_sys"], every="1h", agg="max", by=["host"]
+    ).sort("host", "time")
     assert got.equals(want.select("host", "time", "usage_sys_max"))
 
 
@@ -186,7 +192,11 @@ def test_scan_sees_unflushed_writes_and_new_data_on_each_collect(tmp_path: Path)
 def test_scan_on_both_backends(lake_target: Any) -> None:
     lake = build_lake(lake_target.uri, lake_target.storage_options)
     lf, records = _recorded(lake)
-    got = lf.filter((pl.col("host") == "h2") & (pl.col("time") < _ts(T0 + H))).select("time", "requests").collect()
+    got = (
+        lf.filter((pl.col("host") == "h2") & (pl.col("time") < _ts(T0 + H)))
+        .select("time", "requests")
+        .collect()
+    )
     want = lake.query("cpu", None, T0 + H, tenant="acme", where={"host": "h2"}, fields=["requests"])
     assert got.equals(want.select("time", "requests"))
     assert got.schema["requests"] == pl.Int64
@@ -249,7 +259,12 @@ def test_extracted_bounds_contain_every_kept_row(case: tuple[pl.Expr, str, int],
     hosts = rng.choice(np.array(["a", "b", "c", "", "x"], dtype=object), n).tolist()
     hosts = [None if i % 7 == 0 else h for i, h in enumerate(hosts)]
     frame = pl.DataFrame(
-        {"time": pl.Series(t_ns).cast(pl.Datetime("ns", "UTC")), "host": hosts, "v": rng.random(n), "t_ns": t_ns}
+        {
+            "time": pl.Series(t_ns).cast(pl.Datetime("ns", "UTC")),
+            "host": hosts,
+            "v": rng.random(n),
+            "t_ns": t_ns,
+        }
     ).with_columns(pl.col("time").dt.cast_time_unit(time_unit))  # type: ignore[arg-type]
     kept = frame.filter(pred)
     pushed = extract_pushdown(pred, ["host"], time_unit)  # type: ignore[arg-type]

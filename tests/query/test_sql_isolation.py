@@ -104,6 +104,28 @@ def test_bad_tenant_names_and_bad_queries(lake: lake_mod.Lake) -> None:
         lake.query("cpu", tenant="acme", where='host=~"("')
 
 
+def test_only_queries_run_and_nothing_persists_between_calls(lake: lake_mod.Lake) -> None:
+    for statement in (
+        "CREATE TABLE leak AS SELECT * FROM cpu",
+        "CREATE TEMP VIEW v AS SELECT 1",
+        "INSERT INTO cpu VALUES (1)",
+        "SELECT 1; DROP TABLE cpu",
+    ):
+        with pytest.raises(InvalidQueryError, match="runs queries"):
+            lake.sql(statement, tenant="acme")
+    with pytest.raises(InvalidQueryError, match="leak"):
+        lake.sql("SELECT * FROM leak", tenant="beta")
+    assert lake.sql("SHOW TABLES", tenant="beta").pl()["name"].to_list() == ["cpu", "secrets"]
+    assert lake.sql("SHOW TABLES", tenant="acme").pl()["name"].to_list() == ["cpu"]
+    described = lake.sql("DESCRIBE cpu", tenant="acme").pl()
+    assert dict(zip(described["column_name"], described["column_type"], strict=True)) == {
+        "time": "TIMESTAMP WITH TIME ZONE",
+        "host": "VARCHAR",
+        "usage": "DOUBLE",
+    }
+    assert lake.sql("SELECT current_setting('TimeZone') AS tz", tenant="acme").pl()["tz"].to_list() == ["UTC"]
+
+
 def test_unknown_tenant_has_no_tables(lake: lake_mod.Lake) -> None:
     with pytest.raises(InvalidQueryError, match="has tables: \\[\\]"):
         lake.sql("SELECT * FROM cpu", tenant="nobody")

@@ -110,8 +110,16 @@ def test_time_bucket_equals_query_every(lake: lake_mod.Lake) -> None:
         tenant="acme",
     ).pl()
     want = _us(
-        lake.query("cpu", start, end, tenant="acme", fields=["usage_sys"], every="5m", agg=["avg", "max", "count"],
-                   by=["host"]).sort("host", "time")
+        lake.query(
+            "cpu",
+            start,
+            end,
+            tenant="acme",
+            fields=["usage_sys"],
+            every="5m",
+            agg=["avg", "max", "count"],
+            by=["host"],
+        ).sort("host", "time")
     )
     assert got.select("host", "time", "usage_sys_max", "usage_sys_count").equals(
         want.select("host", "time", "usage_sys_max", "usage_sys_count")
@@ -130,7 +138,10 @@ def test_time_range_is_pushed_into_file_pruning(lake: lake_mod.Lake) -> None:
     assert full["files_read"] == full["files_total"] > 1
     assert ex["files_read"] == 2 and ex["files_pruned_by_time"] == ex["files_total"] - 2
     (scan,) = ex["scans"]
-    assert T0 + 2 * H - 10_000 <= scan["start"] <= T0 + 2 * H and T0 + 3 * H <= scan["end"] <= T0 + 3 * H + 10_000
+    assert (
+        T0 + 2 * H - 10_000 <= scan["start"] <= T0 + 2 * H
+        and T0 + 3 * H <= scan["end"] <= T0 + 3 * H + 10_000
+    )
 
 
 def test_label_equality_and_in_are_pushed_into_chunk_pruning(lake: lake_mod.Lake) -> None:
@@ -146,7 +157,6 @@ def test_label_equality_and_in_are_pushed_into_chunk_pruning(lake: lake_mod.Lake
     assert ex_in["chunks_pruned_by_labels"] > 0
     _, ex_file = lake.sql("SELECT count(*) FROM cpu WHERE region = 'us'", tenant="acme", explain=True)
     assert ex_file["files_pruned_by_labels"] == ex_file["files_total"] // 2  # h0/h1 files hold no 'us'
-
 
 
 def test_unpushable_predicates_stay_correct(lake: lake_mod.Lake) -> None:
@@ -183,9 +193,13 @@ def test_now_relative_query(tmp_path: Path) -> None:
     offsets = [m for m in range(1, 180) if not 55 <= m <= 65]  # keep clear of the 1-hour boundary
     times = np.array([now - m * minute for m in offsets], dtype=np.int64)[::-1]
     with lake.writer(tenant="t") as w:
-        w.write("cpu", pl.DataFrame({"time": times, "host": "a", "v": np.arange(len(times), dtype=np.float64)}))
+        w.write(
+            "cpu", pl.DataFrame({"time": times, "host": "a", "v": np.arange(len(times), dtype=np.float64)})
+        )
         w.flush()
-    rel, ex = lake.sql("SELECT count(*) AS n FROM cpu WHERE time >= now() - INTERVAL 1 HOUR", tenant="t", explain=True)
+    rel, ex = lake.sql(
+        "SELECT count(*) AS n FROM cpu WHERE time >= now() - INTERVAL 1 HOUR", tenant="t", explain=True
+    )
     assert rel.pl()["n"][0] == sum(1 for m in offsets if m < 60) == 54
     assert ex["files_pruned_by_time"] >= 1  # the hours older than now() - 1h are never opened
     assert ex["scans"][0]["start"] is not None

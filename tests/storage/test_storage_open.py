@@ -127,3 +127,16 @@ def test_credentials_fall_back_to_environment(s3_lake: tuple[str, dict[str, obje
     assert st.read_bytes("data/x") == b"env"
     with st.arrow_fs().open_input_stream(st.arrow_path("data/x")) as f:
         assert f.read() == b"env"
+
+
+@pytest.mark.s3
+def test_endpoint_falls_back_to_environment(
+    s3_lake: tuple[str, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, options = s3_lake
+    monkeypatch.setenv("AWS_ENDPOINT_URL", str(options["endpoint_url"]))
+    st = open_storage(uri)  # endpoint, credentials and region all from AWS_* variables
+    assert isinstance(st, S3Storage) and st.options.endpoint_url == options["endpoint_url"]
+    st.write_bytes("k", b"env")
+    info = st.arrow_fs().get_file_info(st.arrow_path("k"))
+    assert info.size == 3

@@ -72,19 +72,19 @@ def status_message(status: int) -> str:
 @njit(cache=True, inline="always")
 def clz(x: np.uint64) -> int:
     """Leading zero bits of a uint64 (64 for 0)."""
-    return np.int64(leading_zeros(x))
+    return int(np.int64(leading_zeros(x)))  # type: ignore[call-arg]
 
 
 @njit(cache=True, inline="always")
 def ctz(x: np.uint64) -> int:
     """Trailing zero bits of a uint64 (64 for 0)."""
-    return np.int64(trailing_zeros(x))
+    return int(np.int64(trailing_zeros(x)))  # type: ignore[call-arg]
 
 
 @njit(cache=True, inline="always")
 def bitlen(x: np.uint64) -> int:
     """Number of significant bits of a uint64 (0 for 0)."""
-    return 64 - np.int64(leading_zeros(x))
+    return 64 - int(np.int64(leading_zeros(x)))  # type: ignore[call-arg]
 
 
 @njit(cache=True, inline="always")

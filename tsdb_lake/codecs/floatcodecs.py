@@ -37,6 +37,8 @@ from tsdb_lake.codecs.intpack import (
 __all__ = [
     "MAX_EXP",
     "MAX_RUN",
+    "TOP",
+    "alp_candidates",
     "alp_decode",
     "alp_encode",
     "alp_max_bits",
@@ -54,6 +56,7 @@ F10 = np.array([10.0**i for i in range(MAX_EXP + 1)], dtype=np.float64)
 _MAGIC = 6755399441055744.0  # 2^52 + 2^51: adding and subtracting it rounds to nearest integer
 _LIMIT = 2251799813685248.0  # 2^51
 _SAMPLE = 64
+TOP = 3
 
 
 @njit(cache=True)
@@ -93,6 +96,8 @@ def rle_runs(bits: np.ndarray) -> int:
 def rle_encode(words: np.ndarray, pos: int, bits: np.ndarray) -> int:
     """Append ``varint runs`` then per run ``varint length`` + ``64-bit value``."""
     n = bits.shape[0]
+    if n == 0:
+        return pos
     pos = put_varint(words, pos, U64(rle_runs(bits)))
     i = 0
     while i < n:
@@ -116,7 +121,7 @@ def rle_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray,
     if runs > U64(n) or runs == U64(0):
         return pos, E_BAD_FIELD
     i = 0
-    for _ in range(np.int64(runs)):
+    for _ in range(int(np.int64(runs))):
         ln, pos, st = get_varint(words, pos, total)
         if st != OK:
             return pos, st
@@ -126,9 +131,9 @@ def rle_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray,
             return pos, E_TRUNCATED
         v = get(words, pos, 64)
         pos += 64
-        for k in range(i, i + np.int64(ln)):
+        for k in range(i, i + int(np.int64(ln))):
             out[o + k] = v
-        i += np.int64(ln)
+        i += int(np.int64(ln))
     if i != n:
         return pos, E_COUNT
     return pos, OK
@@ -141,64 +146,64 @@ def alp_max_bits(n: int) -> int:
 
 
 @njit(cache=True)
-def _choose_exponents(vals: np.ndarray) -> tuple[int, int]:
-    """Pick ``(e, f)`` minimising an estimated size on an evenly spaced sample of ``vals``."""
+def alp_candidates(vals: np.ndarray) -> np.ndarray:
+    """The ``TOP`` most promising ``(e, f)`` rows by an estimated size on an evenly spaced sample of ``vals``.
+
+    Estimate per sampled value: bits of ``|d - median(d)|`` (what frame-of-reference / delta packing with
+    patched outliers roughly pays) plus, when the value does not round-trip, its correction bits.
+    """
     n = vals.shape[0]
     k = min(n, _SAMPLE)
     sample = np.empty(k, np.float64)
     for j in range(k):
         sample[j] = vals[(j * n) // k]
     sbits = sample.view(np.uint64)
-    best = 1 << 62
-    be = 0
-    bf = 0
+    costs = np.empty(2 * MAX_EXP + 1, np.int64)
     dec = np.empty(1, np.float64)
     decb = dec.view(np.uint64)
+    ds = np.empty(k, np.int64)
     for c in range(2 * MAX_EXP + 1):
         e = c if c <= MAX_EXP else 0
         f = c - MAX_EXP if c > MAX_EXP else 0
         cost = 0
-        mn = np.int64(0)
-        mx = np.int64(0)
-        seen = False
+        m = 0
         for j in range(k):
             v = sample[j]
             t = v * F10[e] / F10[f]
             if not (abs(t) < _LIMIT):
-                cost += 80
+                cost += 72
                 continue
             d = np.int64((t + _MAGIC) - _MAGIC)
             dec[0] = np.float64(d) * F10[f] / F10[e]
             if decb[0] != sbits[j]:
-                cost += 10 + bitlen(zigzag(sbits[j] - decb[0]))
-            if not seen:
-                mn = d
-                mx = d
-                seen = True
-            elif d < mn:
-                mn = d
-            elif d > mx:
-                mx = d
-            if cost >= best:
-                break
-        cost += k * bitlen(U64(mx - mn))
-        if cost < best:
-            best = cost
-            be = e
-            bf = f
-    return be, bf
+                cost += 8 + bitlen(zigzag(sbits[j] - decb[0]))
+            ds[m] = d
+            m += 1
+        if m > 0:
+            srt = np.sort(ds[:m])
+            med = srt[m // 2]
+            for j in range(m):
+                cost += bitlen(zigzag(U64(srt[j] - med)))
+        costs[c] = cost
+    order = np.argsort(costs, kind="mergesort")
+    top = min(TOP, order.shape[0])
+    out = np.zeros((top, 2), np.int64)
+    for r in range(top):
+        c = order[r]
+        out[r, 0] = c if c <= MAX_EXP else 0
+        out[r, 1] = c - MAX_EXP if c > MAX_EXP else 0
+    return out
 
 
 @njit(cache=True)
-def alp_encode(words: np.ndarray, pos: int, vals: np.ndarray) -> int:
+def alp_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) -> int:
     """Append ``e`` (8 bits), ``f`` (8 bits), the int stream of ``d`` and the correction PFOR stream."""
     n = vals.shape[0]
-    bits = vals.view(np.uint64)
-    e, f = _choose_exponents(vals) if n > 0 else (0, 0)
-    pos = put(words, pos, U64(e), 8)
-    pos = put(words, pos, U64(f), 8)
     if n == 0:
         return pos
+    bits = vals.view(np.uint64)
+    pos = put(words, pos, U64(e), 8)
+    pos = put(words, pos, U64(f), 8)
     d = np.empty(n, np.int64)
     ok = np.empty(n, np.bool_)
     filler = np.int64(0)
@@ -232,15 +237,15 @@ def alp_decode(
     words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, outf: np.ndarray, o: int
 ) -> tuple[int, int]:
     """Decode an ALP body into ``out[o:o+n]`` (uint64 bit patterns; ``outf`` is the float64 view of ``out``)."""
+    if n == 0:
+        return pos, OK
     if pos + 16 > total:
         return pos, E_TRUNCATED
-    e = np.int64(get(words, pos, 8))
-    f = np.int64(get(words, pos + 8, 8))
+    e = int(np.int64(get(words, pos, 8)))
+    f = int(np.int64(get(words, pos + 8, 8)))
     pos += 16
     if e > MAX_EXP or f > MAX_EXP:
         return pos, E_BAD_FIELD
-    if n == 0:
-        return pos, OK
     tmp = np.empty(n, np.uint64)
     pos, st = ints_decode(words, pos, total, n, tmp, 0)
     if st != OK:

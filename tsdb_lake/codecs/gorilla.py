@@ -60,7 +60,9 @@ def gorilla_encode(words: np.ndarray, pos: int, bits: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def gorilla_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int) -> tuple[int, int]:
+def gorilla_decode(
+    words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int
+) -> tuple[int, int]:
     """Decode ``n`` Gorilla values into ``out[o:o+n]`` (uint64 bit patterns): ``(new pos, status)``."""
     if n == 0:
         return pos, OK
@@ -85,25 +87,19 @@ def gorilla_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndar
         elif (peek & U64(2)) == U64(0):
             if trail < 0:
                 return pos, E_BAD_FIELD
-            if sig <= 62:
-                m = (peek >> U64(2)) & smask
-            else:
-                m = get(words, pos + 2, sig)
+            m = (peek >> U64(2)) & smask if sig <= 62 else get(words, pos + 2, sig)
             v ^= m << U64(trail)
             pos += 2 + sig
         else:
-            lz = np.int64((peek >> U64(2)) & U64(31))
-            sig = np.int64((peek >> U64(7)) & U64(63))
+            lz = int(np.int64((peek >> U64(2)) & U64(31)))
+            sig = int(np.int64((peek >> U64(7)) & U64(63)))
             if sig == 0:
                 sig = 64
             if lz + sig > 64:
                 return pos, E_BAD_FIELD
             trail = 64 - lz - sig
             smask = ALL_ONES >> U64(64 - sig)
-            if sig <= 51:
-                m = (peek >> U64(13)) & smask
-            else:
-                m = get(words, pos + 13, sig)
+            m = (peek >> U64(13)) & smask if sig <= 51 else get(words, pos + 13, sig)
             v ^= m << U64(trail)
             pos += 13 + sig
         out[i] = v

@@ -140,8 +140,8 @@ def _block_header(words: np.ndarray, pos: int, total: int, n: int) -> tuple[int,
     """Read a non-zero block header after its zero flag: ``(pos, w, nexc, ew, status)``, validating it."""
     if pos + 15 > total:
         return pos, 0, 0, 0, E_TRUNCATED
-    w = np.int64(get(words, pos, 7))
-    nexc = np.int64(get(words, pos + 7, 8))
+    w = int(np.int64(get(words, pos, 7)))
+    nexc = int(np.int64(get(words, pos + 7, 8)))
     pos += 15
     if w > 64 or nexc > n:
         return pos, 0, 0, 0, E_BAD_FIELD
@@ -149,7 +149,7 @@ def _block_header(words: np.ndarray, pos: int, total: int, n: int) -> tuple[int,
     if nexc > 0:
         if pos + 6 > total:
             return pos, 0, 0, 0, E_TRUNCATED
-        ew = np.int64(get(words, pos, 6)) + 1
+        ew = int(np.int64(get(words, pos, 6))) + 1
         pos += 6
         if w + ew > 64:
             return pos, 0, 0, 0, E_BAD_FIELD
@@ -181,7 +181,7 @@ def pfor_read(words: np.ndarray, pos: int, total: int, m: int, out: np.ndarray, 
             _unpack(words, pos, n, w, out, o + s)
             pos += n * w
         for _ in range(nexc):
-            p = np.int64(get(words, pos, 7))
+            p = int(np.int64(get(words, pos, 7)))
             h = get(words, pos + 7, ew)
             pos += 7 + ew
             if p >= n:
@@ -214,7 +214,7 @@ def pfor_add_zigzag(
             _unpack(words, pos, n, w, tmp, 0)
             pos += n * w
         for _ in range(nexc):
-            p = np.int64(get(words, pos, 7))
+            p = int(np.int64(get(words, pos, 7)))
             h = get(words, pos + 7, ew)
             pos += 7 + ew
             if p >= n:
@@ -304,7 +304,7 @@ def ints_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray
         return pos, OK
     if pos + 72 > total:
         return pos, E_TRUNCATED
-    mode = np.int64(get(words, pos, 8))
+    mode = int(np.int64(get(words, pos, 8)))
     first = get(words, pos + 8, 64)
     pos += 72
     if mode == MODE_FOR:

@@ -25,6 +25,7 @@ from tsdb_lake.codecs.bits import (
     put_varint,
 )
 from tsdb_lake.codecs.floatcodecs import (
+    alp_candidates,
     alp_decode,
     alp_encode,
     alp_max_bits,
@@ -95,8 +96,14 @@ def _encode_body(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
         words = new_words(_HEADER_BITS + 88 + 144 * rle_runs(bits))
         pos = rle_encode(words, _header(words, codec, n), bits)
     elif codec == C_ALP:
-        words = new_words(_HEADER_BITS + alp_max_bits(n))
-        pos = alp_encode(words, _header(words, codec, n), vals)
+        cands = alp_candidates(vals) if n > 0 else np.zeros((1, 2), np.int64)
+        words = new_words(0)
+        pos = 1 << 62
+        for r in range(cands.shape[0]):
+            w = new_words(_HEADER_BITS + alp_max_bits(n))
+            p = alp_encode(w, _header(w, codec, n), vals, cands[r, 0], cands[r, 1])
+            if p < pos:
+                words, pos = w, p
     else:
         words = new_words(_HEADER_BITS + 64 * n)
         pos = raw_encode(words, _header(words, C_RAW, n), bits)
@@ -134,7 +141,7 @@ def _parse_header(data: np.ndarray, start: int, end: int) -> tuple[int, int, int
     nb = end - start
     if nb < 2:
         return 0, 0, E_TRUNCATED
-    codec = np.int64(data[start])
+    codec = int(data[start])
     n = U64(0)
     for k in range(10):
         if 1 + k >= nb:
@@ -146,12 +153,14 @@ def _parse_header(data: np.ndarray, start: int, end: int) -> tuple[int, int, int
         if b < U64(0x80):
             if n > U64(MAX_EXPANSION * nb + MAX_SLACK):
                 return codec, 0, E_COUNT
-            return codec, np.int64(n), OK
+            return codec, int(np.int64(n)), OK
     return codec, 0, E_BAD_FIELD
 
 
 @njit(cache=True)
-def _decode_rest(codec: int, words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int) -> tuple[int, int]:
+def _decode_rest(
+    codec: int, words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray, o: int
+) -> tuple[int, int]:
     """Gorilla, raw and RLE bodies (kept out of :func:`decode_blob` so its hot paths optimise well)."""
     if codec == C_GORILLA:
         return gorilla_decode(words, pos, total, n, out, o)
@@ -180,7 +189,7 @@ def decode_blob(
     while get(words, pos, 8) >= U64(0x80):
         pos += 8
     pos += 8
-    if codec == C_TIMESTAMP or codec == C_INT64:
+    if codec in (C_TIMESTAMP, C_INT64):
         pos, st = ints_decode(words, pos, total, n, out, o)
     elif codec == C_ALP:
         pos, st = alp_decode(words, pos, total, n, out, outf, o)

@@ -149,8 +149,8 @@ def _finish_state(
             updates.append(pl.Series(sk_name, [None] * frame.height, pl.Binary))
             continue
         lists = frame.get_column(vals_name)
-        lengths = lists.list.len().fill_null(0).to_numpy()
-        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        lengths = lists.list.len().fill_null(0).cast(pl.Int64).to_numpy()
+        offsets = np.concatenate((np.zeros(1, np.int64), np.cumsum(lengths)))
         flat = lists.list.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
         sk_lists = frame.get_column(f"{_SK_LIST}__{f}").to_list() if carry else None
         blobs: list[bytes | None] = [None] * frame.height
@@ -432,34 +432,44 @@ def run_rollups(
         if (tenant is None or t == tenant) and (metric is None or m == metric)
     ]
     for t, m in targets:
+        planned: dict[str, int | None] = {}  # dry run: the watermarks the finer tiers would reach
         for tier_index, spec in enumerate(rollup_tiers(snapshot, t, m)):
             snapshot = catalog.refresh()
             tiers = rollup_tiers(snapshot, t, m)
             source = RAW if tier_index == 0 else tiers[tier_index - 1].name
             horizon = _floor(now - settle_ns, HOUR_NS)
-            tp = _run_tier(storage, catalog, snapshot, t, m, spec, source, horizon, dry_run)
+            tp = _run_tier(storage, catalog, snapshot, t, m, spec, source, horizon, dry_run, planned)
             if tp is not None:
                 report.passes.append(tp)
+                planned[spec.name] = tp.watermark_after
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _source_horizon(snapshot: Snapshot, t: str, m: str, source: str, horizon: int) -> int | None:
+def _source_horizon(
+    snapshot: Snapshot, t: str, m: str, source: str, horizon: int, planned: Mapping[str, int | None]
+) -> int | None:
     if source == RAW:
         return horizon
-    mark = snapshot.watermark(t, m, source)
+    mark = planned[source] if source in planned else snapshot.watermark(t, m, source)
     if mark is None:
         return None
     return min(mark, horizon)
 
 
 def _plan_tier(
-    snapshot: Snapshot, t: str, m: str, spec: TierSpec, source: str, horizon: int
+    snapshot: Snapshot,
+    t: str,
+    m: str,
+    spec: TierSpec,
+    source: str,
+    horizon: int,
+    planned: Mapping[str, int | None],
 ) -> tuple[int | None, int | None, list[tuple[int, int]], list[tuple[int, int]]]:
     """(old watermark, new watermark, ranges to rebuild, dirty ranges handled) — all bucket-aligned."""
     b = spec.bucket_ns
     old = snapshot.watermark(t, m, spec.name)
-    src_end = _source_horizon(snapshot, t, m, source, horizon)
+    src_end = _source_horizon(snapshot, t, m, source, horizon, planned)
     src_dirty = [] if source == RAW else _normalise(snapshot.dirty(t, m, source))
     src_files = snapshot.files(t, m, source)
     if src_end is None:
@@ -467,9 +477,12 @@ def _plan_tier(
     new = _floor(src_end, b)
     start = old
     if start is None:
-        if not src_files:
+        first = [f.min_time for f in src_files]
+        if not first and source in planned:  # dry run: the source tier would start where its source does
+            first = [f.min_time for f in snapshot.files(t, m, RAW)]
+        if not first:
             return None, None, [], []
-        start = _floor(min(f.min_time for f in src_files), b)
+        start = _floor(min(first), b)
     # Never advance over a range of the source that is itself waiting for a rebuild.
     for s, _e in src_dirty:
         if s < new and _ceil(_e, b) > start:
@@ -589,11 +602,12 @@ def _run_tier(
     source: str,
     horizon: int,
     dry_run: bool,
+    planned: Mapping[str, int | None],
 ) -> TierPass | None:
     schema = snapshot.schema(t, m)
     if schema is None:
         return None
-    old, new, ranges, dirty = _plan_tier(snapshot, t, m, spec, source, horizon)
+    old, new, ranges, dirty = _plan_tier(snapshot, t, m, spec, source, horizon, planned if dry_run else {})
     if not ranges and new == old:
         return None
     tp = TierPass(t, m, spec.name, source, old, new, ranges=ranges, dirty_rebuilt=dirty)

@@ -1,20 +1,22 @@
 """``lake.sql``: DuckDB SQL over one tenant's metrics, each a table, with WHERE pushed into the lake's pruning.
 
-Every call opens a fresh in-memory DuckDB connection that holds exactly the tenant's metrics (as of the latest
-catalog version) as tables — polars LazyFrames from :func:`tsdb_lake.query.polars_io.scan_metric`. DuckDB
+Every call opens a fresh DuckDB connection (a cursor of one shared, locked, in-memory database) that holds
+exactly the tenant's metrics (as of the latest catalog version) as connection-local tables — polars LazyFrames from :func:`tsdb_lake.query.polars_io.scan_metric`. DuckDB
 pushes a table's filters (comparisons of a column with a constant, ``IN``, ``BETWEEN``, AND; ``now()`` and
 ``now() - INTERVAL ...`` are folded to constants first) and its projection into the LazyFrame, whose IO plugin
 hands time bounds and label equality / ``IN`` to ``lake.query``'s catalog and chunk pruning.
 
-Isolation: the connection has external access disabled (no ``read_parquet`` / ``COPY`` / ``ATTACH`` /
-extension loading), Python replacement scans off (a table name never resolves to a Python variable), and its
-configuration locked. Table types: ``time`` TIMESTAMPTZ (µs, UTC; session TimeZone is UTC), labels VARCHAR,
+Isolation: only query statements run (SELECT / WITH / EXPLAIN / DESCRIBE / SUMMARIZE — nothing can be
+created that another call would see); external access is disabled (no ``read_parquet`` / ``COPY`` /
+``ATTACH`` / extension loading), Python replacement scans are off (a table name never resolves to a Python
+variable), and the configuration is locked. Table types: ``time`` TIMESTAMPTZ (µs, UTC; session TimeZone is UTC), labels VARCHAR,
 fields DOUBLE / BIGINT. The result is a DuckDB relation (``.pl()``, ``.df()``, ``.arrow()``,
 ``.to_arrow_table()``); it reads the lake when it is executed and again each time it is re-executed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -54,17 +56,46 @@ SUMMED_COUNTERS = (
 )
 
 
+_ALLOWED_STATEMENTS = ("SELECT", "EXPLAIN")
+_DB_LOCK = threading.Lock()
+_DB: list[duckdb.DuckDBPyConnection] = []
+
+
+def _shared_database() -> duckdb.DuckDBPyConnection:
+    """The process-wide locked-down in-memory database; each ``lake.sql`` call works on its own cursor.
+
+    A DuckDB database costs ~50 ms to open and a cursor microseconds. Tables are registered on the cursor
+    (connection-local, invisible to every other cursor); the UDFs, the UTC time zone and the locked
+    configuration are database-wide. Nothing else can be created in it: ``lake.sql`` runs only queries.
+    """
+    with _DB_LOCK:
+        if not _DB:
+            db = duckdb.connect(":memory:", config=dict(_CONFIG))
+            db.execute("SET GLOBAL TimeZone = 'UTC'")
+            register_udfs(db)
+            db.execute("SET lock_configuration = true")
+            _DB.append(db)
+        return _DB[0]
+
+
 def open_connection(
     lake: Lake, tenant: str, *, on_explain: Callable[[ScanRecord], None] | None = None
 ) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
-    """A locked-down in-memory connection holding ``tenant``'s tables and the ``tsdb_*`` UDFs, and the names."""
+    """A connection (cursor of the shared locked database) holding exactly ``tenant``'s tables, and the names."""
     validate_name("tenant", tenant)
-    con = duckdb.connect(":memory:", config=dict(_CONFIG))
-    con.execute("SET TimeZone = 'UTC'")
+    con = _shared_database().cursor()
     tables = register_tables(con, lake, tenant=tenant, on_explain=on_explain)
-    register_udfs(con)
-    con.execute("SET lock_configuration = true")
     return con, tables
+
+
+def _check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    for statement in con.extract_statements(query):
+        kind = getattr(statement.type, "name", str(statement.type))
+        if kind not in _ALLOWED_STATEMENTS:
+            raise InvalidQueryError(
+                f"lake.sql runs queries (SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE), not {kind} statements; "
+                "attach the tables to your own connection with tsdb_lake.duckdb.register(con, lake, tenant=...)"
+            )
 
 
 def _translate_error(exc: duckdb.Error, tenant: str, tables: list[str]) -> InvalidQueryError:
@@ -108,6 +139,7 @@ def run_sql(lake: Lake, query: str, *, tenant: str, explain: bool = False) -> An
     records: list[ScanRecord] = []
     con, tables = open_connection(lake, tenant, on_explain=records.append)
     try:
+        _check_read_only(con, query)
         relation = con.sql(query)
         if not explain:
             return relation

@@ -130,7 +130,12 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = prefix
         self.storage_options = dict(storage_options or {})
-        self.options = parse_s3_options(self.storage_options)
+        options = parse_s3_options(self.storage_options)
+        env_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if options.endpoint_url is None and env_endpoint:
+            # botocore honours these variables but pyarrow does not: resolve once, use for both clients.
+            options = parse_s3_options({**self.storage_options, "endpoint_url": env_endpoint})
+        self.options = options
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self._base = f"{bucket}/{prefix}" if prefix else bucket
         self._key_root = f"{prefix}/" if prefix else ""
