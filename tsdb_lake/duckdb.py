@@ -8,9 +8,11 @@ Refresh semantics: every query that touches a registered table re-reads the lake
 snapshot plus this process's unflushed writes). The set of tables and their columns are fixed when
 ``register`` runs; call it again to pick up new metrics or fields (it replaces earlier registrations).
 
-Column types: ``time`` TIMESTAMPTZ (microseconds, UTC — DuckDB pushes filters on TIMESTAMPTZ into the scan but
+Column types: ``time`` TIMESTAMPTZ (microseconds — DuckDB pushes filters on TIMESTAMPTZ into the scan but
 not on nanosecond timestamps; sub-microsecond digits are truncated, use ``lake.query`` / ``lake.scan`` for
-them), labels VARCHAR, float fields DOUBLE, integer fields BIGINT.
+them; results show the session's ``TimeZone``, which ``lake.sql`` sets to UTC), labels VARCHAR, float fields
+DOUBLE, integer fields BIGINT. Fetching TIMESTAMPTZ values as Python objects (``fetchall``) needs ``pytz``;
+``.pl()``, ``.df()`` and ``.arrow()`` do not.
 
 UDFs (vectorised Arrow UDFs) for reading raw files with ``read_parquet`` and ``unnest``::
 

@@ -112,7 +112,7 @@ def test_rollup_equals_raw(
                 continue
             kw = {"every": every, "group_labels": group, "per_series": not by, "start": 0, "end": 9 * HOUR}
             for fields, aggs in (
-                (["g", "i"], EXACT_AGGS + ["stddev"]),
+                (["g", "i"], [*EXACT_AGGS, "stddev"]),
                 (["c"], ["increase", "rate", "first"]),
             ):
                 specs = parse_aggs(aggs)
@@ -138,7 +138,7 @@ def test_empty_buckets_and_all_null_field() -> None:
         }
     )
     rows = _tiers(frame, sketches=True)["1h"]
-    specs = parse_aggs(EXACT_AGGS + ["stddev"])
+    specs = parse_aggs([*EXACT_AGGS, "stddev"])
     kw = {"every": HOUR, "group_labels": ["host"], "per_series": True, "start": 0, "end": 6 * HOUR}
     for fill in ("none", "null", "previous", "linear"):
         raw = aggregate(frame, aggs=specs, fields=["g", "i"], fill=fill, **kw).drop(SERIES_ID)

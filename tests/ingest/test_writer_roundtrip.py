@@ -136,3 +136,20 @@ def test_backpressure_error_mode_is_retryable(lake: tsdb_lake.Lake) -> None:
             for _ in range(50):
                 w.write("m", _frame(10))
         assert err.value.retryable
+
+
+def test_sparse_fields_round_trip_with_nulls(lake: tsdb_lake.Lake) -> None:
+    n = 300
+    b = [float(i) if i % 3 else None for i in range(n)]
+    c = [i if i % 7 == 0 else None for i in range(n)]
+    frame = pl.DataFrame({"time": T0 + np.arange(n) * 1_000_000_000, "host": ["x"] * n, "a": np.arange(n) * 0.5, "b": b, "c": c},
+                         schema_overrides={"c": pl.Int64})
+    with lake.writer(tenant="s") as w:
+        w.write("m", frame)
+        w.write_lines(f"m,host=y a=1 {T0}\n".encode())
+    got = lake.query("m", T0, T0 + H, tenant="s").sort(["host", "time"])
+    x = got.filter(pl.col("host") == "x")
+    assert x["b"].to_list() == b
+    assert x["c"].to_list() == c
+    y = got.filter(pl.col("host") == "y")
+    assert y["a"].to_list() == [1.0] and y["b"].to_list() == [None] and y["c"].to_list() == [None]

@@ -216,3 +216,18 @@ def test_sql_on_both_backends(lake_target: Any) -> None:
     assert rel.pl()["m"].to_list() == [want]
     assert ex["files_read"] == 1  # one hour, and of its two files only the one holding h0
     assert ex["files_pruned_by_time"] == ex["files_total"] - 2 and ex["files_pruned_by_labels"] == 1
+
+
+def test_concurrent_sql_calls(lake: lake_mod.Lake) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(host: str) -> list[Any]:
+        return (
+            lake.sql(f"SELECT count(*) AS n FROM cpu WHERE host = '{host}'", tenant="acme")
+            .pl()["n"]
+            .to_list()
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, HOSTS * 3))
+    assert results == [[HOURS * 120]] * (len(HOSTS) * 3)

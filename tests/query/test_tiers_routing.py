@@ -46,23 +46,30 @@ def test_auto_stitches_coarse_to_raw(rolled: Any) -> None:
         Part("raw", T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY),
     ]
     parts = plan_parts(snap, "t", "cpu", T0, T0 + 3 * DAY, HOUR, None, now=NOW)
-    assert parts == [Part("1h", T0, T0 + 2 * DAY + 5 * HOUR), Part("raw", T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY)]
+    assert parts == [
+        Part("1h", T0, T0 + 2 * DAY + 5 * HOUR),
+        Part("raw", T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY),
+    ]
     # 1h does not divide 90 minutes: 1m answers.
     parts = plan_parts(snap, "t", "cpu", T0, T0 + DAY, 90 * MIN, "auto", now=NOW)
     assert parts == [Part("1m", T0, T0 + DAY)]
     # 7 seconds: nothing divides it, raw answers.
-    assert plan_parts(snap, "t", "cpu", T0, T0 + DAY, 7_000_000_000, "auto", now=NOW) == [Part("raw", T0, T0 + DAY)]
+    assert plan_parts(snap, "t", "cpu", T0, T0 + DAY, 7_000_000_000, "auto", now=NOW) == [
+        Part("raw", T0, T0 + DAY)
+    ]
     got, explain = rolled.query(
         "cpu", T0, T0 + 3 * DAY, tenant="t", every="1h", agg=["avg", "max", "count"], explain=True
     )
-    want = rolled.query("cpu", T0, T0 + 3 * DAY, tenant="t", every="1h", agg=["avg", "max", "count"], resolution="raw")
+    want = rolled.query(
+        "cpu", T0, T0 + 3 * DAY, tenant="t", every="1h", agg=["avg", "max", "count"], resolution="raw"
+    )
     assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9)
     assert [p["tier"] for p in explain["tiers"]] == ["1h", "raw"]
 
 
 def test_explicit_resolution(rolled: Any) -> None:
     q = {"tenant": "t", "agg": ["avg"]}
-    got, explain = rolled.query("cpu", T0, T0 + 2 * DAY, every="1d", resolution="1h", explain=True, **q)
+    _, explain = rolled.query("cpu", T0, T0 + 2 * DAY, every="1d", resolution="1h", explain=True, **q)
     assert explain["tiers"] == [{"tier": "1h", "start": T0, "end": T0 + 2 * DAY}]
     _, explain = rolled.query("cpu", T0, T0 + 2 * DAY, every="1d", resolution="raw", explain=True, **q)
     assert [p["tier"] for p in explain["tiers"]] == ["raw"]
@@ -100,7 +107,9 @@ def test_unflushed_late_writes_force_raw(tmp_path: Any) -> None:
     lake.rollup(now_ns=NOW)
     with lake.writer(tenant="t", flush_interval_s=3600) as w:
         w.write("cpu", pl.DataFrame({"time": [T0 + 30 * MIN + 1], "v": [1000.0]}))
-        got, explain = lake.query("cpu", T0, T0 + 2 * HOUR, tenant="t", every="1h", agg=["max", "count"], explain=True)
+        got, explain = lake.query(
+            "cpu", T0, T0 + 2 * HOUR, tenant="t", every="1h", agg=["max", "count"], explain=True
+        )
         assert got.get_column("v_max").to_list() == [1000.0, 119.0]
         assert got.get_column("v_count").to_list() == [61, 60]
         assert explain["tiers"][-1] == {"tier": "raw", "start": T0 + 30 * MIN, "end": T0 + 2 * HOUR}

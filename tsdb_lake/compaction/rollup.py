@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from tsdb_lake.catalog import (
     Action,
@@ -365,6 +364,7 @@ class TierPass:
     bytes_written: int = 0
     version: int | None = None
     error: str | None = None
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -438,8 +438,10 @@ def run_rollups(
             tiers = rollup_tiers(snapshot, t, m)
             source = RAW if tier_index == 0 else tiers[tier_index - 1].name
             horizon = _floor(now - settle_ns, HOUR_NS)
+            tier_started = time.perf_counter()
             tp = _run_tier(storage, catalog, snapshot, t, m, spec, source, horizon, dry_run, planned)
             if tp is not None:
+                tp.seconds = time.perf_counter() - tier_started
                 report.passes.append(tp)
                 planned[spec.name] = tp.watermark_after
     report.seconds = time.perf_counter() - started

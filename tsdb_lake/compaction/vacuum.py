@@ -8,7 +8,8 @@ The grace period protects readers of older snapshots. With ``older_than = g`` an
   reader that pinned any snapshot taken within the grace period still finds all its files;
 * every other object under ``data/`` whose modification time is before the cutoff is deleted: files
   removed from the catalog (compacted away, expired) at or before ``protected``, and orphans — files that
-  were never committed (a writer or compactor crashed or lost a race) and backend temp files.
+  were never committed (a writer or compactor crashed or lost a race) and stray objects under ``data/``
+  that are not data-file keys (backend temp files, if the backend lists them).
 
 Never deleted: anything the current snapshot references (re-checked just before deleting), anything
 younger than the cutoff (it may belong to a commit in flight — the grace period must exceed the longest
@@ -34,7 +35,7 @@ _DELETE_BATCH = 1000
 
 @dataclass(frozen=True, slots=True)
 class VacuumedObject:
-    """One object vacuum deleted (or would): ``kind`` is ``unreferenced`` (a data file) or ``temp``."""
+    """One object vacuum deleted (or would): ``kind`` is ``unreferenced`` (a data-file key) or ``stray``."""
 
     key: str
     bytes: int
@@ -85,7 +86,7 @@ def _kind(key: str) -> str:
     try:
         parse_data_file_key(key)
     except InvalidNameError:
-        return "temp"
+        return "stray"
     return "unreferenced"
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,7 +114,7 @@ def _chunk_bounds(series: np.ndarray, max_points: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1))
     ends = np.append(starts[1:], n)
-    out = []
+    out: list[int] = []
     for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
         out.extend(range(s, e, max_points))
     return np.asarray(out, dtype=np.int64)
@@ -327,71 +328,75 @@ def decode_chunks(
     *,
     key: str = "?",
 ) -> pl.DataFrame:
-    """Expand chunk rows into a point frame: ``_series_id``, ``time``, labels, fields (nulls restored)."""
+    """Expand chunk rows into a point frame: ``_series_id``, ``time``, labels, fields (nulls restored).
+
+    Each blob column decodes in one batched (parallel) codec call over the Arrow buffers.
+    """
     counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
     total = int(counts.sum())
     chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
     try:
-        times = _decode_column(chunks.column(TIME_BLOB), counts, codecs.decode_timestamps, np.int64)
-        out: dict[str, pl.Series | np.ndarray] = {
+        if chunks.num_rows:
+            times, tcounts = codecs.decode_timestamps_many(chunks.column(TIME_BLOB).combine_chunks())
+            if not np.array_equal(tcounts, counts):
+                raise CorruptBlockError("timestamp chunks disagree with their _count column")
+        else:
+            times = np.zeros(0, np.int64)
+        out: dict[str, Any] = {
             SERIES_ID: pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID))[chunk_index], pl.UInt64),
             TIME_COLUMN: times,
         }
+        take = pa.array(chunk_index)
         for label in labels:
             col = chunks.column(label) if label in chunks.column_names else pa.nulls(chunks.num_rows, pa.string())
-            out[label] = pl.Series(label, col.take(pa.array(chunk_index)) if total else col.slice(0, 0))
+            out[label] = pl.Series(label, col.take(take))
         for f, dtype in fields.items():
-            out[f] = _decode_field(chunks, f, dtype, counts)
+            out[f] = _decode_field(chunks, f, dtype, counts, chunk_index)
     except CorruptBlockError as exc:
         raise exc.with_path(key) from exc
     return pl.DataFrame(out)
 
 
-def _decode_column(
-    column: pa.ChunkedArray, counts: np.ndarray, decode: object, dtype: type
-) -> np.ndarray:
-    out = np.empty(int(counts.sum()), dtype=dtype)
-    pos = 0
-    for blob, n in zip(column.to_pylist(), counts.tolist(), strict=True):
-        vals = decode(blob)  # type: ignore[operator]
-        if len(vals) != n:
-            raise CorruptBlockError(f"chunk decodes to {len(vals)} values, its row says {n}")
-        out[pos : pos + n] = vals
-        pos += n
-    return out
+def _decode_blobs(blobs: pa.Array, dtype: str) -> np.ndarray:
+    if dtype == "float64":
+        values, _ = codecs.decode_floats_many(blobs)
+        return values
+    parts = [codecs.decode_ints(b) for b in blobs.to_pylist()]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def _decode_field(chunks: pa.Table, f: str, dtype: str, counts: np.ndarray) -> pl.Series:
+def _decode_field(
+    chunks: pa.Table, f: str, dtype: str, counts: np.ndarray, chunk_index: np.ndarray
+) -> pl.Series:
     pl_type = pl.Int64 if dtype == "int64" else pl.Float64
-    if f not in chunks.column_names:
-        return pl.Series(f, [None] * int(counts.sum()), pl_type)
     np_type = np.int64 if dtype == "int64" else np.float64
     total = int(counts.sum())
-    values = np.zeros(total, dtype=np_type)
-    valid = np.ones(total, dtype=bool)
-    blobs = chunks.column(f).to_pylist()
-    bitmaps = chunks.column(valid_col(f)).to_pylist() if valid_col(f) in chunks.column_names else None
-    pos = 0
-    for i, (blob, n) in enumerate(zip(blobs, counts.tolist(), strict=True)):
-        if blob is None:
-            valid[pos : pos + n] = False
-        else:
-            vals = codecs.decode_values(blob)
-            bitmap = bitmaps[i] if bitmaps is not None else None
-            if bitmap is None:
-                if len(vals) != n:
-                    raise CorruptBlockError(f"field {f!r} chunk has {len(vals)} values for {n} points")
-                values[pos : pos + n] = vals
-            else:
-                if len(bitmap) * 8 < n:
-                    raise CorruptBlockError(f"field {f!r} validity bitmap is too short")
-                m = np.unpackbits(np.frombuffer(bitmap, np.uint8), count=n, bitorder="little").astype(bool)
-                if int(m.sum()) != len(vals):
-                    raise CorruptBlockError(f"field {f!r} bitmap and values disagree")
-                values[pos : pos + n][m] = vals
-                valid[pos : pos + n] = m
-        pos += n
-    series = pl.Series(f, values, pl_type)
-    if not valid.all():
-        series = pl.select(pl.when(pl.Series(valid)).then(series).otherwise(None).alias(f)).to_series()
-    return series
+    if f not in chunks.column_names:
+        return pl.Series(f, np.zeros(total, np_type), pl_type).set(pl.Series(np.ones(total, bool)), None)
+    blobs = chunks.column(f).combine_chunks()
+    has_blob = np.asarray(blobs.is_valid())
+    present = blobs.filter(pa.array(has_blob)) if not has_blob.all() else blobs
+    decoded = _decode_blobs(present, dtype) if len(present) else np.zeros(0, np_type)
+    bitmaps = chunks.column(valid_col(f)) if valid_col(f) in chunks.column_names else None
+    if bitmaps is not None and bitmaps.null_count < len(bitmaps):
+        valid = has_blob[chunk_index]
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(counts) else counts
+        for i, bitmap in enumerate(bitmaps.to_pylist()):
+            if bitmap is None or not has_blob[i]:
+                continue
+            n = int(counts[i])
+            if len(bitmap) * 8 < n:
+                raise CorruptBlockError(f"field {f!r} validity bitmap is too short")
+            s = int(starts[i])
+            valid[s : s + n] = np.unpackbits(np.frombuffer(bitmap, np.uint8), count=n, bitorder="little").astype(bool)
+    elif has_blob.all():
+        if len(decoded) != total:
+            raise CorruptBlockError(f"field {f!r} chunks decode to {len(decoded)} values for {total} points")
+        return pl.Series(f, decoded, pl_type)
+    else:
+        valid = has_blob[chunk_index]
+    if int(valid.sum()) != len(decoded):
+        raise CorruptBlockError(f"field {f!r}: {len(decoded)} values for {int(valid.sum())} valid points")
+    values = np.zeros(total, np_type)
+    values[valid] = decoded
+    return pl.Series(f, values, pl_type).set(pl.Series(~valid), None)

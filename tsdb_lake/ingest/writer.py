@@ -151,7 +151,7 @@ class Writer:
     def buffered(self, metric: str, start: int | None, end: int | None) -> Iterator[pa.Table]:
         """Unflushed batches of ``metric`` overlapping ``[start, end)``, oldest first (read-your-writes)."""
         with self._lock:
-            tables = []
+            tables: list[pa.Table] = []
             for mt in (self._frozen, self._active):
                 if mt is not None:
                     tables.extend(mt.scan(metric, start, end))

@@ -125,9 +125,9 @@ def read_points(
     ids = ids or SeriesIdCache()
     for i, table in enumerate(buffered):
         explain.memtable_batches += 1
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        frame = frame.filter((pl.col(TIME_COLUMN) >= start) & (pl.col(TIME_COLUMN) < end))
+        loaded = pl.from_arrow(table)
+        assert isinstance(loaded, pl.DataFrame)
+        frame = loaded.filter((pl.col(TIME_COLUMN) >= start) & (pl.col(TIME_COLUMN) < end))
         if frame.height == 0:
             continue
         frame = assign_series_ids(frame, metric, schema.labels, ids)

@@ -215,7 +215,9 @@ def _read_part(
         )
         rows = points_to_rollup(points, labels, fields, every, sketches=False)
         # A bucket's start may precede the part (the bucket straddles a tier boundary): order it at the part.
-        return rows.with_columns(pl.max_horizontal(pl.col(TIME_COLUMN), pl.lit(part.start)).alias(TIME_COLUMN))
+        return rows.with_columns(
+            pl.max_horizontal(pl.col(TIME_COLUMN), pl.lit(part.start)).alias(TIME_COLUMN)
+        )
     files = plan_files(snapshot, tenant, metric, part.tier, part.start, part.end, matchers, explain)
     explain.files_read += len(files)
     frames = []
