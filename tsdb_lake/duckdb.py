@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -64,7 +64,7 @@ __all__ = [
     "register_udfs",
 ]
 
-ArrowLike = pa.Array | pa.ChunkedArray
+ArrowLike: TypeAlias = "pa.Array[Any] | pa.ChunkedArray[Any]"
 
 
 def _combined(arr: ArrowLike) -> pa.Array:

@@ -55,7 +55,7 @@ def test_random_bytes(blob: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 7), st.integers(0, 2**63), st.binary(max_size=64))
+@given(st.integers(0, 8), st.integers(0, 2**63), st.binary(max_size=64))
 def test_random_bytes_with_valid_header(cid: int, count: int, body: bytes) -> None:
     head = bytearray([cid])
     while True:

@@ -36,11 +36,10 @@ class CodecId(IntEnum):
     GORILLA = 3  #: float64 Gorilla XOR (VLDB 2015)
     RAW = 4  #: float64 raw, 8 bytes little endian each
     RLE = 5  #: float64 runs of bit-identical values (constant chunks)
-    ALP = 6  #: float64 as decimal-scaled integers + exceptions (ALP, SIGMOD 2024)
-    ALP_RD = 7  #: float64 split: dictionary-coded high bits + raw low bits (ALP_rd)
+    ALP = 6  #: float64 as decimal-scaled integers + bit-pattern corrections (after ALP, SIGMOD 2024)
 
 
-FLOAT_CODECS = frozenset({CodecId.GORILLA, CodecId.RAW, CodecId.RLE, CodecId.ALP, CodecId.ALP_RD})
+FLOAT_CODECS = frozenset({CodecId.GORILLA, CodecId.RAW, CodecId.RLE, CodecId.ALP})
 INT_CODECS = frozenset({CodecId.TIMESTAMP, CodecId.INT64})
 
 
