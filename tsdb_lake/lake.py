@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from tsdb_lake.catalog import Catalog, MetricSchema, Snapshot, evolve
 from tsdb_lake.ingest.options import WriterOptions
-from tsdb_lake.ingest.writer import Writer, open_wal_slot
+from tsdb_lake.ingest.writer import Writer, open_wal_slot, recover_orphan_slots
 from tsdb_lake.model import validate_name
 from tsdb_lake.query.engine import Output, build_request, require_schema, run_query, shape_output
 from tsdb_lake.query.matchers import WhereLike
@@ -99,6 +99,8 @@ class Lake:
         else:
             wal = open_wal_slot(self.wal_root / tenant, opts)
         writer = Writer(self.storage, self.catalog, tenant, wal, opts, on_close=self._writers.discard)
+        if wal_dir is None:
+            recover_orphan_slots(self.storage, self.catalog, tenant, self.wal_root / tenant, opts, skip=wal.directory)
         self._writers.add(writer)
         return writer
 

@@ -55,12 +55,16 @@ def _warm_up() -> None:
     decode_chunks(encode_chunks(frame.sort("_series_id", "time"), ["host"], fields), ["host"], fields)
 
 
-def _run_and_kill(uri: str, options: dict[str, Any], wal: Path, delay: float) -> list[str]:
+def _run_and_kill(uri: str, options: dict[str, Any], wal: Path, delay: float, pycache: Path) -> list[str]:
+    # children share a bytecode cache outside the source tree (this environment disables .pyc writing)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
     with subprocess.Popen(
         [sys.executable, str(SCRIPT), uri, json.dumps(options), str(wal)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     ) as proc:
         return _supervise(proc, delay)
 
@@ -90,7 +94,7 @@ def _supervise(proc: subprocess.Popen[str], delay: float) -> list[str]:
     return lines
 
 
-def test_sigkill_during_compaction(lake_target, tmp_path: Path) -> None:
+def test_sigkill_during_compaction(lake_target, tmp_path: Path, tmp_path_factory: Any) -> None:
     from tsdb_lake.compaction import SEQ_FIELD, run_compaction, run_vacuum
 
     lake = open_lake(lake_target.uri, lake_target.storage_options, tmp_path / "wal")
@@ -107,7 +111,9 @@ def test_sigkill_during_compaction(lake_target, tmp_path: Path) -> None:
     kills = 4 if lake_target.kind == "local" else 2  # each child pays the interpreter + numba start-up
     for attempt in range(kills):
         wal = tmp_path / f"w{attempt}"
-        lines = _run_and_kill(lake_target.uri, lake_target.storage_options, wal, rng.uniform(0.0, 0.8))
+        delay = rng.uniform(0.0, 0.8)
+        pycache = tmp_path_factory.getbasetemp() / "compaction-pycache"
+        lines = _run_and_kill(lake_target.uri, lake_target.storage_options, wal, delay, pycache)
         finished = finished or any(x.startswith("DONE") for x in lines)
         rows = query_rows(lake)
         assert [r[:2] for r in rows] == [r[:2] for r in expected], (

@@ -153,3 +153,17 @@ def test_sparse_fields_round_trip_with_nulls(lake: tsdb_lake.Lake) -> None:
     assert x["c"].to_list() == c
     y = got.filter(pl.col("host") == "y")
     assert y["a"].to_list() == [1.0] and y["b"].to_list() == [None] and y["c"].to_list() == [None]
+
+
+def test_a_dead_writers_wal_slot_is_recovered_by_the_next_writer(lake: tsdb_lake.Lake) -> None:
+    live = lake.writer(tenant="r")  # holds slot 0
+    dead = lake.writer(tenant="r")  # takes slot 1
+    dead.write("m", {"time": np.array([T0]), "host": np.array(["d"]), "v": np.array([1.0])})
+    dead._stop.set()
+    dead._wal.close()  # the process "dies": WAL on disk, nothing flushed, lock released
+    live.close()
+    assert lake.snapshot().schema("r", "m") is None
+    with lake.writer(tenant="r"):  # takes slot 0 again and adopts slot 1
+        pass
+    got = lake.query("m", T0, T0 + H, tenant="r")
+    assert got["host"].to_list() == ["d"]

@@ -42,24 +42,51 @@ from tsdb_lake.storage import layout
 from tsdb_lake.storage.base import Storage
 from tsdb_lake.wal import WAL, wal_writer_id
 
-__all__ = ["Writer", "open_wal_slot"]
+__all__ = ["Writer", "open_wal_slot", "recover_orphan_slots"]
 
 _MAX_SLOTS = 256
+
+
+def _open_wal(directory: Path, options: WriterOptions) -> WAL:
+    return WAL(
+        directory,
+        segment_bytes=options.wal_segment_bytes,
+        durability=options.durability,
+        sync_interval_s=options.sync_interval_s,
+    )
 
 
 def open_wal_slot(root: Path, options: WriterOptions) -> WAL:
     """Open the first WAL slot under ``root`` that no live writer holds (``root/0``, ``root/1``, ...)."""
     for slot in range(_MAX_SLOTS):
         try:
-            return WAL(
-                root / str(slot),
-                segment_bytes=options.wal_segment_bytes,
-                durability=options.durability,
-                sync_interval_s=options.sync_interval_s,
-            )
+            return _open_wal(root / str(slot), options)
         except BackendWriteError:
             continue
     raise BackendWriteError(f"all {_MAX_SLOTS} WAL slots under {root} are in use", retryable=True)
+
+
+def recover_orphan_slots(
+    storage: Storage, catalog: Catalog, tenant: str, root: Path, options: WriterOptions, *, skip: Path
+) -> int:
+    """Replay and flush WAL slots under ``root`` left by writers that died; returns the slots recovered.
+
+    A slot is an orphan when no live process holds its lock and it still has records; slots in use are
+    skipped. Recovery is what a writer opening that slot would do: replay, flush, commit, truncate.
+    """
+    recovered = 0
+    if not root.is_dir():
+        return 0
+    for slot in sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() != skip.resolve()):
+        if not any(slot.glob("*.wal")):
+            continue
+        try:
+            wal = _open_wal(slot, options)
+        except BackendWriteError:
+            continue  # a live writer holds it
+        Writer(storage, catalog, tenant, wal, options).close()
+        recovered += 1
+    return recovered
 
 
 class Writer:
@@ -275,6 +302,9 @@ class Writer:
             if snapshot.schema(self.tenant, metric) != schema:
                 actions.append(SetSchema(self.tenant, metric, schema))
         actions.append(WriterProgress(self.writer_id, frozen.max_lsn))
+        # The WAL must hold these LSNs durably before the catalog says they are committed, or an OS crash
+        # could hand the same LSNs to new records that replay would then skip.
+        self._wal.sync()
         self._catalog.commit(actions, operation="write", writer=self.writer_id)
         self._wal.rotate()
         self._wal.truncate(frozen.max_lsn)
