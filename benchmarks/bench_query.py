@@ -295,7 +295,7 @@ def _lake_lastpoint(lake: Any, ds: Dataset, p: Params) -> pl.DataFrame:
         rows = lake.query("cpu", start, end, tenant=TENANT)
         found = rows.group_by("hostname").agg(pl.all().sort_by("time").last())
         if start <= lo or (hosts is not None and set(found.get_column("hostname").to_list()) >= hosts):
-            return _epoch(found.select(_row_columns()))
+            return _epoch(found)
         width *= 4
 
 

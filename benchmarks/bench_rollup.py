@@ -95,7 +95,9 @@ def bench_long_query(hosts: int, days: int) -> dict[str, Any]:
         auto, explain = lake.query("cpu", START, end, explain=True, **q)
         raw = lake.query("cpu", START, end, resolution="raw", **q)
         t_rollup = best_time(lambda: lake.query("cpu", START, end, **q), min_runs=5, min_total=1.0)
-        t_raw = best_time(lambda: lake.query("cpu", START, end, resolution="raw", **q), min_runs=2, min_total=0.0)
+        t_raw = best_time(
+            lambda: lake.query("cpu", START, end, resolution="raw", **q), min_runs=2, min_total=0.0
+        )
         same = {
             agg: bool(
                 np.allclose(
@@ -150,8 +152,13 @@ def markdown(results: dict[str, Any]) -> str:
         markdown_table(
             ["tier", "bytes", "fraction of raw", "rows", "seconds"],
             [
-                [t, p["bytes"].get(t, 0), p["fraction_of_raw"].get(t, 0.0), p["tier_rows"].get(t, "-"),
-                 p["tier_seconds"].get(t, "-")]
+                [
+                    t,
+                    p["bytes"].get(t, 0),
+                    p["fraction_of_raw"].get(t, 0.0),
+                    p["tier_rows"].get(t, "-"),
+                    p["tier_seconds"].get(t, "-"),
+                ]
                 for t in ("raw", "1m", "1h", "1d")
             ],
         ),

@@ -227,6 +227,24 @@ class Lake:
 
         return Retention(self.catalog)
 
+    def status(self) -> dict[str, Any]:
+        """Per tenant / metric / tier: files, bytes, points, range, watermarks, retention (``status.py``)."""
+        from tsdb_lake.status import lake_status
+
+        return lake_status(self)
+
+    def verify(self, *, deep: bool = False, strict: bool = False) -> Any:
+        """Check the catalog against storage without changing anything; a ``verify.VerifyReport``."""
+        from tsdb_lake.verify import verify_lake
+
+        return verify_lake(self, deep=deep, strict=strict)
+
+    def export(self, dest: str | os.PathLike[str], **options: Any) -> Any:
+        """Export a tier's time range to plain Parquet under ``dest`` (``export.export_lake``); its report."""
+        from tsdb_lake.export import export_lake
+
+        return export_lake(self, dest, **options)
+
     def close(self) -> None:
         """Close every writer opened from this lake (each flushes)."""
         for w in list(self._writers):

@@ -241,6 +241,10 @@ def _apply(snap: Snapshot, *actions: object, base: int | None = None, check: boo
     return b.build()
 
 
+def _paths(files: list[DataFile]) -> list[str]:
+    return [f.path for f in files]
+
+
 def test_file_pruning_by_tier_time_and_labels() -> None:
     a = make_file(start=T0, span=HOUR // 2, labels={"host": ["a", "b"]})
     b = make_file(start=T0 + HOUR, span=HOUR // 2, labels={"host": ["c"]})
@@ -249,15 +253,15 @@ def test_file_pruning_by_tier_time_and_labels() -> None:
     e = make_file(metric="mem", start=T0)
     s = _apply(Snapshot.empty(), *(AddFile(f) for f in (a, b, c, d, e)))
     assert "host" not in c.label_values
-    assert s.files("acme", "cpu") == [a, b, c]
-    assert s.files("acme", "cpu", "1m") == [d]
-    assert s.files("acme", "cpu", start=T0 + HOUR // 2 + 1) == [b, c]
-    assert s.files("acme", "cpu", start=T0 + HOUR // 2) == [a, b, c]  # max_time is inclusive
-    assert s.files("acme", "cpu", end=T0 + HOUR) == [a]  # end is exclusive
-    assert s.files("acme", "cpu", where_labels={"host": "c"}) == [b, c]
-    assert s.files("acme", "cpu", where_labels={"host": "zz"}) == [c]
-    assert s.files("acme", "cpu", where_labels={"dc": "x"}) == [a, b, c]  # untracked key: keep
-    assert s.files("other", "cpu") == []
+    assert _paths(s.files("acme", "cpu")) == _paths([a, b, c])
+    assert _paths(s.files("acme", "cpu", "1m")) == _paths([d])
+    assert _paths(s.files("acme", "cpu", start=T0 + HOUR // 2 + 1)) == _paths([b, c])
+    assert _paths(s.files("acme", "cpu", start=T0 + HOUR // 2)) == _paths([a, b, c])  # max_time is inclusive
+    assert _paths(s.files("acme", "cpu", end=T0 + HOUR)) == _paths([a])  # end is exclusive
+    assert _paths(s.files("acme", "cpu", where_labels={"host": "c"})) == _paths([b, c])
+    assert _paths(s.files("acme", "cpu", where_labels={"host": "zz"})) == _paths([c])
+    assert _paths(s.files("acme", "cpu", where_labels={"dc": "x"})) == _paths([a, b, c])  # untracked key: keep
+    assert _paths(s.files("other", "cpu")) == _paths([])
     assert s.tenants() == ["acme"] and s.metrics("acme") == ["cpu", "mem"]
 
 

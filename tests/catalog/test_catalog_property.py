@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,8 @@ def test_random_histories_match_the_model(storage: Storage, lake_target: Any) ->
                 for i in range(step[1]):
                     f = make_file(metric=step[2], start=T0 + i * HOUR)
                     actions.append(AddFile(f))
-                    new.files[f.path] = f
+                    # an added file takes the committing version as its data sequence number
+                    new.files[f.path] = dataclasses.replace(f, seq=len(history))
             elif kind == "remove":
                 live = sorted(model.files)
                 if live and step[2]:

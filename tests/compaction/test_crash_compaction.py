@@ -95,7 +95,7 @@ def _supervise(proc: subprocess.Popen[str], delay: float) -> list[str]:
 
 
 def test_sigkill_during_compaction(lake_target, tmp_path: Path, tmp_path_factory: Any) -> None:
-    from tsdb_lake.compaction import SEQ_FIELD, run_compaction, run_vacuum
+    from tsdb_lake.compaction import run_compaction, run_vacuum
 
     lake = open_lake(lake_target.uri, lake_target.storage_options, tmp_path / "wal")
     oracle: Oracle = {}
@@ -107,20 +107,19 @@ def test_sigkill_during_compaction(lake_target, tmp_path: Path, tmp_path_factory
     assert len(live_raw(lake)) == 4 * HOURS
     expected = expected_rows(oracle)
     rng = random.Random(20240102)
-    finished = False
-    kills = 4 if lake_target.kind == "local" else 2  # each child pays the interpreter + numba start-up
+    kills = 3 if lake_target.kind == "local" else 2  # each child pays ~5 s of interpreter + numba start-up
     for attempt in range(kills):
         wal = tmp_path / f"w{attempt}"
         delay = rng.uniform(0.0, 0.8)
         pycache = tmp_path_factory.getbasetemp() / "compaction-pycache"
         lines = _run_and_kill(lake_target.uri, lake_target.storage_options, wal, delay, pycache)
-        finished = finished or any(x.startswith("DONE") for x in lines)
+        assert any(x.startswith("READY") for x in lines), "the compaction child never started"
+        for line in lines:  # a child that finished before the kill must have committed every job
+            if line.startswith("DONE"):
+                assert set(json.loads(line.split(" ", 1)[1])) <= {"committed"}, line
         rows = query_rows(lake)
-        assert [r[:2] for r in rows] == [r[:2] for r in expected], (
-            f"points lost or doubled after kill {attempt}"
-        )
-        if SEQ_FIELD is not None:
-            assert rows == expected
+        print(f"kill {attempt} after {delay:.2f}s: {len(live_raw(lake))} raw files live", file=sys.stderr)
+        assert rows == expected, f"points lost, doubled or changed after kill {attempt}"
     final = run_compaction(lake.storage, lake.catalog, EAGER)
     assert all(j.status == "committed" for j in final.jobs), final.to_dict()
     files = live_raw(lake)

@@ -28,12 +28,14 @@ def _read_request(conn: socket.socket) -> bytes:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
+        if name.strip().lower() == b"expect" and len(body) < length:
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
     while len(body) < length:
         chunk = conn.recv(65536)
         if not chunk:
             break
         body += chunk
-    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+    lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith((b"connection:", b"expect:"))]
     return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body
 
 

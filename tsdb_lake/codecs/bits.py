@@ -41,6 +41,7 @@ __all__ = [
     "put_varint",
     "status_message",
     "unzigzag",
+    "varint_bits",
     "zigzag",
 ]
 
@@ -132,6 +133,16 @@ def put_varint(words: np.ndarray, pos: int, v: np.uint64) -> int:
         pos = put(words, pos, (v & U64(0x7F)) | U64(0x80), 8)
         v >>= U64(7)
     return put(words, pos, v, 8)
+
+
+@njit(cache=True, inline="always")
+def varint_bits(v: np.uint64) -> int:
+    """Bits :func:`put_varint` writes for ``v`` (8 per 7-bit group)."""
+    n = 8
+    while v >= U64(0x80):
+        v >>= U64(7)
+        n += 8
+    return n
 
 
 @njit(cache=True)

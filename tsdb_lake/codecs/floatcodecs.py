@@ -23,6 +23,7 @@ from tsdb_lake.codecs.bits import (
     get_varint,
     put,
     put_varint,
+    varint_bits,
     zigzag,
 )
 from tsdb_lake.codecs.intpack import (
@@ -36,6 +37,7 @@ from tsdb_lake.codecs.intpack import (
 
 __all__ = [
     "MAX_EXP",
+    "CLOSE_SHIFT",
     "MAX_RUN",
     "TOP",
     "alp_candidates",
@@ -44,6 +46,7 @@ __all__ = [
     "alp_max_bits",
     "raw_decode",
     "raw_encode",
+    "rle_bits",
     "rle_decode",
     "rle_encode",
     "rle_runs",
@@ -56,7 +59,8 @@ F10 = np.array([10.0**i for i in range(MAX_EXP + 1)], dtype=np.float64)
 _MAGIC = 6755399441055744.0  # 2^52 + 2^51: adding and subtracting it rounds to nearest integer
 _LIMIT = 2251799813685248.0  # 2^51
 _SAMPLE = 64
-TOP = 3
+TOP = 2  # at most this many ALP candidates are fully encoded per chunk
+CLOSE_SHIFT = 3  # a runner-up within 1/8 (+ 8 bits) of the best estimate is encoded too
 
 
 @njit(cache=True)
@@ -90,6 +94,25 @@ def rle_runs(bits: np.ndarray) -> int:
         runs += 1
         i = j
     return runs
+
+
+@njit(cache=True)
+def rle_bits(bits: np.ndarray) -> int:
+    """Exact bits :func:`rle_encode` writes for ``bits`` (0 when empty)."""
+    n = bits.shape[0]
+    if n == 0:
+        return 0
+    runs = 0
+    total = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and j - i < MAX_RUN and bits[j] == bits[i]:
+            j += 1
+        runs += 1
+        total += 64 + varint_bits(U64(j - i))
+        i = j
+    return total + varint_bits(U64(runs))
 
 
 @njit(cache=True)
@@ -146,52 +169,99 @@ def alp_max_bits(n: int) -> int:
 
 
 @njit(cache=True)
-def alp_candidates(vals: np.ndarray) -> np.ndarray:
-    """The ``TOP`` most promising ``(e, f)`` rows by an estimated size on an evenly spaced sample of ``vals``.
+def _sample_cost(sample: np.ndarray, e: int, f: int, ds: np.ndarray, scratch: np.ndarray) -> tuple[int, int, int]:
+    """Estimated bits of ``(e, f)`` on ``sample``: ``(cost, inexact in-range values, finite out-of-range values)``.
 
-    Estimate per sampled value: bits of ``|d - median(d)|`` (what frame-of-reference / delta packing with
-    patched outliers roughly pays) plus, when the value does not round-trip, its correction bits.
+    Per value: bits of ``|d - median(d)|`` (what delta / frame-of-reference packing with patched outliers
+    roughly pays) plus, when it does not round-trip, its correction bits; out-of-range values cost 72.
+    ``ds`` and ``scratch`` (one float64) are work arrays. Zeros are never counted inexact (−0.0 always
+    needs its correction, whatever the exponents).
+    """
+    k = sample.shape[0]
+    sbits = sample.view(np.uint64)
+    decb = scratch.view(np.uint64)
+    fe = F10[e]
+    ff = F10[f]
+    cost = 0
+    m = 0
+    inexact = 0
+    big = 0
+    for j in range(k):
+        v = sample[j]
+        t = v * fe / ff
+        if not (abs(t) < _LIMIT):
+            cost += 72
+            if abs(v) < np.inf:
+                big += 1
+            continue
+        d = np.int64((t + _MAGIC) - _MAGIC)
+        scratch[0] = np.float64(d) * ff / fe
+        if decb[0] != sbits[j]:
+            cost += 8 + bitlen(zigzag(sbits[j] - decb[0]))
+            if v != 0.0:
+                inexact += 1
+        ds[m] = d
+        m += 1
+    if m > 0:
+        srt = np.sort(ds[:m])
+        med = srt[m // 2]
+        for j in range(m):
+            cost += bitlen(zigzag(U64(srt[j] - med)))
+    return cost, inexact, big
+
+
+@njit(cache=True)
+def alp_candidates(vals: np.ndarray) -> np.ndarray:
+    """The one or two most promising ``(e, f)`` rows by an estimated size on an evenly spaced sample of ``vals``.
+
+    A pruned version of scoring every exponent: ``e`` rises from 0 and stops at the first exponent where every
+    sampled in-range value round-trips (a larger ``e`` only widens the integers); ``f`` rises from 1 while the
+    estimate does not grow (and, while some finite values are still out of range, while it stays flat). The
+    runner-up is returned too when its estimate is within ``CLOSE`` of the best, so both get encoded exactly.
     """
     n = vals.shape[0]
     k = min(n, _SAMPLE)
     sample = np.empty(k, np.float64)
     for j in range(k):
         sample[j] = vals[(j * n) // k]
-    sbits = sample.view(np.uint64)
-    costs = np.empty(2 * MAX_EXP + 1, np.int64)
-    dec = np.empty(1, np.float64)
-    decb = dec.view(np.uint64)
     ds = np.empty(k, np.int64)
-    for c in range(2 * MAX_EXP + 1):
-        e = c if c <= MAX_EXP else 0
-        f = c - MAX_EXP if c > MAX_EXP else 0
-        cost = 0
-        m = 0
-        for j in range(k):
-            v = sample[j]
-            t = v * F10[e] / F10[f]
-            if not (abs(t) < _LIMIT):
-                cost += 72
-                continue
-            d = np.int64((t + _MAGIC) - _MAGIC)
-            dec[0] = np.float64(d) * F10[f] / F10[e]
-            if decb[0] != sbits[j]:
-                cost += 8 + bitlen(zigzag(sbits[j] - decb[0]))
-            ds[m] = d
-            m += 1
-        if m > 0:
-            srt = np.sort(ds[:m])
-            med = srt[m // 2]
-            for j in range(m):
-                cost += bitlen(zigzag(U64(srt[j] - med)))
-        costs[c] = cost
-    order = np.argsort(costs, kind="mergesort")
-    top = min(TOP, order.shape[0])
-    out = np.zeros((top, 2), np.int64)
-    for r in range(top):
-        c = order[r]
-        out[r, 0] = c if c <= MAX_EXP else 0
-        out[r, 1] = c - MAX_EXP if c > MAX_EXP else 0
+    scratch = np.empty(1, np.float64)
+    best_c = np.int64(1) << 62
+    best_e = 0
+    best_f = 0
+    sec_c = np.int64(1) << 62
+    sec_e = 0
+    sec_f = 0
+    cost0 = 0
+    for e in range(MAX_EXP + 1):
+        c, inexact, _ = _sample_cost(sample, e, 0, ds, scratch)
+        if e == 0:
+            cost0 = c
+        if c < best_c:
+            sec_c, sec_e, sec_f = best_c, best_e, best_f
+            best_c, best_e, best_f = c, e, 0
+        elif c < sec_c:
+            sec_c, sec_e, sec_f = c, e, 0
+        if inexact == 0:
+            break
+    prev = cost0
+    for f in range(1, MAX_EXP + 1):
+        c, _, big = _sample_cost(sample, 0, f, ds, scratch)
+        if c < best_c:
+            sec_c, sec_e, sec_f = best_c, best_e, best_f
+            best_c, best_e, best_f = c, 0, f
+        elif c < sec_c:
+            sec_c, sec_e, sec_f = c, 0, f
+        if c > prev or (c == prev and big == 0):
+            break
+        prev = c
+    rows = 2 if sec_c <= best_c + (best_c >> CLOSE_SHIFT) + 8 else 1
+    out = np.zeros((rows, 2), np.int64)
+    out[0, 0] = best_e
+    out[0, 1] = best_f
+    if rows == 2:
+        out[1, 0] = sec_e
+        out[1, 1] = sec_f
     return out
 
 

@@ -13,7 +13,7 @@ from numba import njit
 
 from tsdb_lake.codecs.bits import ALL_ONES, E_BAD_FIELD, E_TRUNCATED, OK, clz, ctz, get, put
 
-__all__ = ["gorilla_decode", "gorilla_encode", "gorilla_max_bits"]
+__all__ = ["gorilla_bits", "gorilla_decode", "gorilla_encode", "gorilla_max_bits"]
 
 U64 = np.uint64
 
@@ -22,6 +22,41 @@ U64 = np.uint64
 def gorilla_max_bits(n: int) -> int:
     """Upper bound of the bits :func:`gorilla_encode` writes for ``n`` values."""
     return 64 + 77 * n
+
+
+@njit(cache=True)
+def gorilla_bits(bits: np.ndarray, limit: int) -> int:
+    """Exact bits :func:`gorilla_encode` would write for ``bits``, or a value >= ``limit`` once it reaches it.
+
+    A write-free pass for the adaptive choice: it stops as soon as Gorilla can no longer beat ``limit``.
+    """
+    n = bits.shape[0]
+    if n == 0:
+        return 0
+    prev = bits[0]
+    total = 64
+    lead = -1
+    trail = 0
+    for i in range(1, n):
+        cur = bits[i]
+        x = cur ^ prev
+        prev = cur
+        if x == U64(0):
+            total += 1
+            continue
+        lz = clz(x)
+        tz = ctz(x)
+        if lz > 31:
+            lz = 31
+        if lead >= 0 and lz >= lead and tz >= trail:
+            total += 66 - lead - trail
+        else:
+            total += 77 - lz - tz
+            lead = lz
+            trail = tz
+        if total >= limit:
+            return total
+    return total
 
 
 @njit(cache=True)

@@ -22,6 +22,7 @@ from tsdb_lake.codecs.bits import (
     put,
     put_varint,
     unzigzag,
+    varint_bits,
     zigzag,
 )
 
@@ -47,9 +48,18 @@ MODE_DOD = 2
 
 
 @njit(cache=True)
-def _block_choice(u: np.ndarray, s: int, n: int) -> tuple[int, int, int]:
-    """Cheapest layout of block ``u[s:s+n]``: ``(cost in bits, width w or -1 for all-zero, max bit length)``."""
-    hist = np.zeros(65, np.int64)
+def _block_choice(u: np.ndarray, s: int, n: int, hist: np.ndarray) -> tuple[int, int, int]:
+    """Cheapest layout of block ``u[s:s+n]``: ``(cost in bits, width w or -1 for all-zero, max bit length)``.
+
+    ``hist`` is a 65-entry int64 scratch array (reused across blocks to avoid an allocation per block).
+    """
+    acc = U64(0)
+    for i in range(s, s + n):
+        acc |= u[i]
+    if acc == U64(0):
+        return 1, -1, 0
+    for k in range(65):
+        hist[k] = 0
     for i in range(s, s + n):
         hist[bitlen(u[i])] += 1
     maxlen = 64
@@ -74,8 +84,9 @@ def pfor_stream_cost(u: np.ndarray) -> int:
     """Bits :func:`pfor_write` would use for all of ``u``."""
     total = 0
     m = u.shape[0]
+    hist = np.empty(65, np.int64)
     for s in range(0, m, BLOCK):
-        c, _, _ = _block_choice(u, s, min(BLOCK, m - s))
+        c, _, _ = _block_choice(u, s, min(BLOCK, m - s), hist)
         total += c
     return total
 
@@ -84,9 +95,10 @@ def pfor_stream_cost(u: np.ndarray) -> int:
 def pfor_write(words: np.ndarray, pos: int, u: np.ndarray) -> int:
     """Append ``u`` (uint64) as PFOR blocks; return the new bit position."""
     m = u.shape[0]
+    hist = np.empty(65, np.int64)
     for s in range(0, m, BLOCK):
         n = min(BLOCK, m - s)
-        _, w, maxlen = _block_choice(u, s, n)
+        _, w, maxlen = _block_choice(u, s, n, hist)
         if w < 0:
             pos = put(words, pos, U64(1), 1)
             continue
@@ -226,24 +238,24 @@ def pfor_add_zigzag(
 
 
 @njit(cache=True)
-def _varint_bits(v: np.uint64) -> int:
-    """Bits of ``v`` as a LEB128 varint."""
-    n = 8
-    while v >= U64(0x80):
-        v >>= U64(7)
-        n += 8
-    return n
-
-
-@njit(cache=True)
 def ints_max_bits(n: int) -> int:
     """Upper bound of the bits :func:`ints_encode` writes for ``n`` values."""
     return 64 * n + 22 * (n // BLOCK + 1) + 256
 
 
 @njit(cache=True)
+def _zero_blocks(m: int) -> int:
+    """Bits of ``PFOR(m)`` when every block is all zero (the least any PFOR stream of ``m`` values costs)."""
+    return (m + BLOCK - 1) // BLOCK
+
+
+@njit(cache=True)
 def ints_encode(words: np.ndarray, pos: int, x: np.ndarray, allow_for: bool) -> int:
-    """Append int64 values ``x`` (as uint64) as an int stream, choosing the smallest mode; return new pos."""
+    """Append int64 values ``x`` (as uint64) as an int stream, choosing the smallest mode; return new pos.
+
+    Exact sizes decide (ties: DOD, DELTA, FOR); a mode is skipped only when a lower bound of its size
+    (header plus all-zero blocks) already cannot beat the best so far, so the choice is that of a full search.
+    """
     n = x.shape[0]
     if n == 0:
         return pos
@@ -260,23 +272,25 @@ def ints_encode(words: np.ndarray, pos: int, x: np.ndarray, allow_for: bool) -> 
             d = x[i] - x[i - 1]
             u[i - 2] = zigzag(d - prev)
             prev = d
-        cost = 8 + 64 + _varint_bits(zigzag(d0)) + pfor_stream_cost(u)
+        cost = 8 + 64 + varint_bits(zigzag(d0)) + pfor_stream_cost(u)
         if cost < best_cost:
             best_cost, best_mode, u_best, param = cost, MODE_DOD, u, d0
-    # delta around the median delta
-    d = np.empty(n - 1, np.int64)
-    for i in range(1, n):
-        d[i - 1] = np.int64(x[i] - x[i - 1])
-    base = U64(0)
-    if n >= 2:
-        base = U64(np.sort(d)[(n - 1) // 2])
-    u = np.empty(n - 1, np.uint64)
-    for i in range(n - 1):
-        u[i] = zigzag(U64(d[i]) - base)
-    cost = 8 + 64 + _varint_bits(zigzag(base)) + pfor_stream_cost(u)
-    if cost < best_cost:
-        best_cost, best_mode, u_best, param = cost, MODE_DELTA, u, base
-    if allow_for:
+    # delta around the (lower) median delta; its size is at least header + varint + all-zero blocks
+    if best_cost > 8 + 64 + 8 + _zero_blocks(n - 1):
+        base = U64(0)
+        if n >= 2:
+            d = np.empty(n - 1, np.int64)
+            for i in range(1, n):
+                d[i - 1] = np.int64(x[i] - x[i - 1])
+            k = (n - 1) // 2
+            base = U64(np.partition(d, k)[k])
+        u = np.empty(n - 1, np.uint64)
+        for i in range(n - 1):
+            u[i] = zigzag((x[i + 1] - x[i]) - base)
+        cost = 8 + 64 + varint_bits(zigzag(base)) + pfor_stream_cost(u)
+        if cost < best_cost:
+            best_cost, best_mode, u_best, param = cost, MODE_DELTA, u, base
+    if allow_for and best_cost > 8 + 64 + _zero_blocks(n):
         mn = np.int64(x[0])
         for i in range(n):
             if np.int64(x[i]) < mn:

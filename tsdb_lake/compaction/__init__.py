@@ -13,7 +13,6 @@ from typing import Any
 
 from tsdb_lake.compaction.merge import (
     COMPACTOR_WRITER,
-    SEQ_FIELD,
     CompactionReport,
     JobResult,
     data_seqs,
@@ -56,7 +55,6 @@ _LAZY = {"run_rollups": "tsdb_lake.compaction.rollup"}
 __all__ = [
     "COMPACTOR_WRITER",
     "DEFAULT_VACUUM_GRACE_NS",
-    "SEQ_FIELD",
     "BlockedPartition",
     "CompactionPlan",
     "CompactionReport",

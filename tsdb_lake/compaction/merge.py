@@ -9,9 +9,10 @@ A job (from :mod:`tsdb_lake.compaction.planner`) is executed by :func:`merge_job
 3. cut the points at series boundaries into files of about the target size, chunks re-cut to
    ``max_chunk_points``, and write them;
 4. commit ONE catalog entry removing the inputs and adding the outputs (lineage: base version and input
-   paths). The outputs carry ``seq = max(seq of inputs)`` when the catalog's DataFile has a ``seq`` field,
-   so a file committed concurrently (after the base snapshot) still wins over them. Without that field the
-   commit's validator refuses to land over such a file instead (the job is abandoned and replanned).
+   paths). The outputs carry ``seq = max(seq of inputs)``, so a file committed concurrently (after the base
+   snapshot, hence with a larger ``seq``) still wins over them: concurrent writers never conflict with
+   compaction, their adds simply rebase. The inputs are closed under overlap (see the planner), so no file
+   left out shares a point with them and the outputs' ``seq`` cannot reorder anything else.
 
 A lost race (another compaction or retention removed an input) raises CommitConflictError inside the
 commit; the job is then abandoned: nothing was applied, and its outputs are deleted best-effort (leftovers
@@ -41,7 +42,7 @@ from tsdb_lake.catalog import (
     RemoveFile,
     Snapshot,
 )
-from tsdb_lake.compaction.planner import CompactionPlan, PartitionJob, files_overlap, plan_compaction
+from tsdb_lake.compaction.planner import CompactionPlan, PartitionJob, plan_compaction
 from tsdb_lake.compaction.settings import CompactionSettings
 from tsdb_lake.errors import CommitConflictError, NotFoundError, TsdbLakeError
 from tsdb_lake.format import FORMAT_VERSION, decode_chunks, encode_chunks, read_chunks, write_raw_file
@@ -52,7 +53,6 @@ from tsdb_lake.storage.base import Storage
 
 __all__ = [
     "COMPACTOR_WRITER",
-    "SEQ_FIELD",
     "CompactionReport",
     "JobResult",
     "data_seqs",
@@ -66,11 +66,6 @@ log = logging.getLogger(__name__)
 
 #: The ``writer`` recorded on compaction outputs and in their Parquet footer.
 COMPACTOR_WRITER = "compactor"
-#: Name of the DataFile attribute holding the data sequence number, or None if the catalog has none yet.
-_DF_FIELDS = {f.name for f in dataclasses.fields(DataFile)}
-SEQ_FIELD: str | None = (
-    "seq" if "seq" in _DF_FIELDS else ("added_version" if "added_version" in _DF_FIELDS else None)
-)
 _SEQ = "_seq"
 
 
@@ -143,27 +138,19 @@ class CompactionReport:
 # ---------------------------------------------------------------------------------------- data sequence
 
 
-def _own_seq(f: DataFile) -> int | None:
-    if SEQ_FIELD is None:
-        return None
-    value = getattr(f, SEQ_FIELD, None)
-    return None if value is None else int(value)
-
-
 def data_seqs(catalog: Catalog, base: Snapshot, files: Sequence[DataFile]) -> dict[str, int]:
-    """The data sequence number of each file: its ``seq`` field, else the version that added it.
+    """The data sequence number of each file: its ``seq`` (set by the catalog when the file is added).
 
-    Versions are found by reading the log backwards from ``base.version`` (only for files without a
-    ``seq``). A file whose adding entry cannot be read gets -1 (oldest).
+    Defensive fallback for a record without one: the version that added it, found by reading the log
+    backwards from ``base.version``; -1 (oldest) if that entry cannot be read.
     """
     out: dict[str, int] = {}
     missing: set[str] = set()
     for f in files:
-        seq = _own_seq(f)
-        if seq is None:
+        if f.seq is None:
             missing.add(f.path)
         else:
-            out[f.path] = seq
+            out[f.path] = f.seq
     version = base.version
     while missing and version >= 0:
         try:
@@ -244,9 +231,6 @@ def _cuts(series: pl.Series, per_file: int) -> list[tuple[int, int]]:
 
 
 def _data_file(info: Any, job: PartitionJob, base_version: int, seq: int | None) -> DataFile:
-    extra: dict[str, Any] = {}
-    if SEQ_FIELD is not None and seq is not None:
-        extra[SEQ_FIELD] = seq
     return DataFile(
         path=info.key,
         tenant=job.tenant,
@@ -271,24 +255,8 @@ def _data_file(info: Any, job: PartitionJob, base_version: int, seq: int | None)
         series_max=info.series_max,
         lineage=Lineage(base_version, job.paths),
         codecs=info.codecs,
-        **extra,
+        seq=seq,
     )
-
-
-def _no_new_overlaps(base: Snapshot, job: PartitionJob, outputs: Sequence[DataFile]) -> Any:
-    """Validator for catalogs without ``seq``: refuse to land over files committed after ``base``."""
-
-    def validate(head: Snapshot, actions: list[Action]) -> None:
-        for f in head.files(job.tenant, job.metric, "raw"):
-            if f.partition != job.partition or f.path in base.by_path:
-                continue
-            if any(files_overlap(f, o) for o in outputs):
-                raise CommitConflictError(
-                    f"late data {f.path!r} landed in {job.partition} while it was being compacted; "
-                    "the compaction was abandoned and will be replanned"
-                )
-
-    return validate
 
 
 def merge_job(
@@ -326,14 +294,12 @@ def merge_job(
             outputs.append(_data_file(info, job, base.version, max_seq))
         actions: list[Action] = [RemoveFile(p, reason="compact") for p in job.paths]
         actions += [AddFile(o) for o in outputs]
-        validator = _no_new_overlaps(base, job, outputs) if SEQ_FIELD is None else None
         snap = catalog.commit(
             actions,
             operation="compact",
             base=base,
             writer=COMPACTOR_WRITER,
             reads=job.paths,
-            validate=validator,
         )
     except CommitConflictError as exc:
         _discard(storage, written)

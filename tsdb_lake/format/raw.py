@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tsdb_lake import codecs
@@ -286,6 +287,24 @@ def _file_info(
     return info
 
 
+def _row_groups(meta: Any, names: list[str], start: int | None, end: int | None) -> list[int]:
+    """Row groups whose ``_t_min`` / ``_t_max`` statistics may overlap ``[start, end)`` (all without stats)."""
+    groups = list(range(meta.num_row_groups))
+    if (start is None and end is None) or T_MIN not in names or T_MAX not in names:
+        return groups
+    i_min, i_max = names.index(T_MIN), names.index(T_MAX)
+    out = []
+    for g in groups:
+        rg = meta.row_group(g)
+        lo, hi = rg.column(i_min).statistics, rg.column(i_max).statistics
+        if start is not None and hi is not None and hi.has_min_max and hi.max < start:
+            continue
+        if end is not None and lo is not None and lo.has_min_max and lo.min >= end:
+            continue
+        out.append(g)
+    return out
+
+
 def read_chunks(
     storage: Storage,
     key: str,
@@ -297,28 +316,45 @@ def read_chunks(
 ) -> pa.Table:
     """Read the chunk rows of a raw file that may hold points in ``[start, end)`` of ``series_ids``.
 
-    Row groups are skipped by their statistics; chunks are then filtered exactly on their bounds.
+    Row groups are skipped by their statistics; chunks are then filtered exactly on their bounds. Requested
+    columns the file does not have (labels / fields added to the metric after it was written) are left out;
+    :func:`decode_chunks` reads them as nulls. One file is read on the calling thread (callers parallelise
+    across files).
     """
-    filters: list[tuple[str, str, object]] = []
-    if start is not None:
-        filters.append((T_MAX, ">=", start))
-    if end is not None:
-        filters.append((T_MIN, "<", end))
-    if series_ids is not None:
-        filters.append((SERIES_ID, "in", [int(s) for s in series_ids]))
     try:
-        return pq.read_table(
-            storage.arrow_path(key),
-            filesystem=storage.arrow_fs(),
-            columns=list(dict.fromkeys(columns)),
-            filters=filters or None,
-        )
+        with storage.arrow_fs().open_input_file(storage.arrow_path(key)) as source:
+            pf = pq.ParquetFile(source, pre_buffer=False)
+            names = pf.schema_arrow.names
+            wanted = [c for c in dict.fromkeys(columns) if c in names]
+            groups = _row_groups(pf.metadata, names, start, end)
+            if groups:
+                table = pf.read_row_groups(groups, columns=wanted, use_threads=False)
+            else:
+                table = pf.schema_arrow.empty_table().select(wanted)
     except FileNotFoundError as exc:
         raise BackendReadError(f"data file {key} is missing from storage", retryable=False) from exc
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
             raise BackendReadError(f"cannot read data file {key}: {exc}") from exc
         raise CorruptBlockError(f"unreadable Parquet data file: {exc}", path=key) from exc
+    if table.num_rows == 0 or (start is None and end is None and series_ids is None):
+        return table
+    try:
+        mask = None
+        if start is not None:
+            mask = pc.greater_equal(table.column(T_MAX), start)
+        if end is not None:
+            below = pc.less(table.column(T_MIN), end)
+            mask = below if mask is None else pc.and_(mask, below)
+        if series_ids is not None:
+            wanted_ids = pa.array([int(s) for s in series_ids], pa.uint64())
+            inside = pc.is_in(table.column(SERIES_ID), value_set=wanted_ids)
+            mask = inside if mask is None else pc.and_(mask, inside)
+    except KeyError as exc:
+        raise CorruptBlockError(f"raw file lacks a chunk column: {exc}", path=key) from exc
+    if mask is None or pc.all(mask).as_py():
+        return table
+    return table.filter(mask)
 
 
 def decode_chunks(
@@ -330,10 +366,10 @@ def decode_chunks(
 ) -> pl.DataFrame:
     """Expand chunk rows into a point frame: ``_series_id``, ``time``, labels, fields (nulls restored).
 
-    Each blob column decodes in one batched (parallel) codec call over the Arrow buffers.
+    Each blob column decodes in one batched (parallel) codec call over the Arrow buffers; label values are
+    gathered per point from the (small) per-chunk label frame.
     """
     counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
-    total = int(counts.sum())
     chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
     try:
         if chunks.num_rows:
@@ -346,10 +382,18 @@ def decode_chunks(
             SERIES_ID: pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID))[chunk_index], pl.UInt64),
             TIME_COLUMN: times,
         }
-        take = pa.array(chunk_index)
-        for label in labels:
-            col = chunks.column(label) if label in chunks.column_names else pa.nulls(chunks.num_rows, pa.string())
-            out[label] = pl.Series(label, col.take(take))
+        if labels:
+            per_chunk = pl.DataFrame(
+                [
+                    pl.Series(label, chunks.column(label)).cast(pl.String)
+                    if label in chunks.column_names
+                    else pl.Series(label, [None] * chunks.num_rows, pl.String)
+                    for label in labels
+                ]
+            )
+            gathered = per_chunk[chunk_index] if chunks.num_rows else per_chunk
+            for label in labels:
+                out[label] = gathered.get_column(label)
         for f, dtype in fields.items():
             out[f] = _decode_field(chunks, f, dtype, counts, chunk_index)
     except CorruptBlockError as exc:

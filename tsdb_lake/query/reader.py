@@ -11,8 +11,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tsdb_lake.catalog import DataFile, MetricSchema, Snapshot
 from tsdb_lake.format import chunk_columns_for, decode_chunks, read_chunks
@@ -65,34 +67,99 @@ def _label_filter(chunks: pa.Table, matchers: Sequence[Matcher]) -> pa.Table:
     return chunks.filter(mask)
 
 
-def _read_file(
+def _seq_of(f: DataFile) -> int:
+    return f.seq if f.seq is not None else 0
+
+
+def _read_files(
     storage: Storage,
-    f: Any,
+    files: Sequence[Any],
     schema: MetricSchema,
     fields: Sequence[str],
     start: int,
     end: int,
     matchers: Sequence[Matcher],
-) -> tuple[pl.DataFrame, dict[str, int]]:
+    explain: Explain,
+) -> tuple[pa.Table, np.ndarray, int]:
+    """The chunk rows of ``files`` that may hold matching points, each row's data sequence number and how
+    many files contributed rows."""
     columns = [SERIES_ID, *schema.labels, T_MIN, T_MAX, COUNT, TIME_BLOB, *chunk_columns_for(fields, stats=False)]
-    chunks = read_chunks(storage, f.path, columns, start=start, end=end)
+
+    def one(f: Any) -> pa.Table:
+        return read_chunks(storage, f.path, columns, start=start, end=end)
+
+    tables = list(_POOL.map(one, files)) if len(files) > 1 else [one(f) for f in files]
+    explain.chunks_read += sum(t.num_rows for t in tables)
+    seqs = np.repeat(np.asarray([_seq_of(f) for f in files], np.int64), [t.num_rows for t in tables])
+    keep = [i for i, t in enumerate(tables) if t.num_rows]
+    if len(keep) == 1:
+        chunks = tables[keep[0]]
+    elif keep:
+        chunks = pa.concat_tables([tables[i] for i in keep], promote_options="permissive")
+    else:
+        return tables[0] if tables else pa.table({}), np.zeros(0, np.int64), 0
     read = chunks.num_rows
-    chunks = _label_filter(chunks, matchers)
-    field_types = {name: schema.fields[name].dtype for name in fields}
-    frame = decode_chunks(chunks, schema.labels, field_types, key=f.path)
-    frame = frame.filter((pl.col(TIME_COLUMN) >= start) & (pl.col(TIME_COLUMN) < end))
-    counts = {
-        "chunks_read": read,
-        "chunks_pruned_by_labels": read - chunks.num_rows,
-        "chunks_decoded": chunks.num_rows,
-        "points_decoded": int(pa.compute.sum(chunks.column(COUNT)).as_py() or 0),
-        "bytes_read": int(chunks.nbytes),
-    }
-    return frame.with_columns(pl.lit(_seq_of(f), pl.Int64).alias(SEQ)), counts
+    if matchers:
+        with_seq = chunks.append_column(SEQ, pa.array(seqs))
+        with_seq = _label_filter(with_seq, matchers)
+        seqs = np.asarray(with_seq.column(SEQ), np.int64)
+        chunks = with_seq.drop_columns([SEQ])
+    explain.chunks_pruned_by_labels += read - chunks.num_rows
+    explain.chunks_decoded += chunks.num_rows
+    explain.points_decoded += int(pc.sum(chunks.column(COUNT)).as_py() or 0) if chunks.num_rows else 0
+    explain.bytes_read += int(chunks.nbytes)
+    return chunks, seqs, len(keep)
 
 
-def _seq_of(f: DataFile) -> int:
-    return f.seq if f.seq is not None else 0
+def _sorted_chunks(chunks: pa.Table, seqs: np.ndarray) -> tuple[pa.Table, np.ndarray, bool]:
+    """Chunks ordered by (series, first time) and whether any two of a series overlap in time.
+
+    Chunks of one series that do not overlap hold no duplicate points, so decoding them in this order gives
+    points sorted by (series, time) with nothing to merge.
+    """
+    sids = np.asarray(chunks.column(SERIES_ID), np.uint64)
+    tmin = np.asarray(chunks.column(T_MIN), np.int64)
+    tmax = np.asarray(chunks.column(T_MAX), np.int64)
+    in_order = bool(np.all((sids[1:] > sids[:-1]) | ((sids[1:] == sids[:-1]) & (tmin[1:] >= tmin[:-1]))))
+    if not in_order:
+        order = np.lexsort((tmin, sids))
+        sids, tmin, tmax, seqs = sids[order], tmin[order], tmax[order], seqs[order]
+        chunks = chunks.take(pa.array(order))
+    # Sorted by tmin within a series: with no consecutive overlap t_max grows, so pairs suffice.
+    overlap = bool(np.any((sids[1:] == sids[:-1]) & (tmin[1:] <= tmax[:-1])))
+    return chunks, seqs, overlap
+
+
+def _ranges_overlap(chunks: pa.Table, extra: Sequence[pl.DataFrame]) -> bool:
+    """Whether memtable frames overlap each other or the file chunks in (series, time)."""
+    parts = [
+        pl.DataFrame(
+            {
+                SERIES_ID: pl.Series(np.asarray(chunks.column(SERIES_ID), np.uint64)),
+                "lo": pl.Series(np.asarray(chunks.column(T_MIN), np.int64)),
+                "hi": pl.Series(np.asarray(chunks.column(T_MAX), np.int64)),
+            }
+        )
+    ] if chunks.num_rows else []
+    for fr in extra:
+        parts.append(
+            fr.group_by(SERIES_ID).agg(pl.col(TIME_COLUMN).min().alias("lo"), pl.col(TIME_COLUMN).max().alias("hi"))
+        )
+        if fr.select(pl.struct(SERIES_ID, TIME_COLUMN).is_duplicated().any()).item():
+            return True
+    if len(parts) < 2:
+        return False
+    ranges = pl.concat(parts).sort(SERIES_ID, "lo")
+    sids = ranges.get_column(SERIES_ID).to_numpy()
+    lo = ranges.get_column("lo").to_numpy()
+    hi = ranges.get_column("hi").to_numpy()
+    same = sids[1:] == sids[:-1]
+    # Ranges sorted by lo: compare each with the running maximum of earlier ends of its series.
+    run = hi.copy()
+    for i in range(1, len(run)):
+        if same[i - 1] and run[i - 1] > run[i]:
+            run[i] = run[i - 1]
+    return bool(np.any(same & (lo[1:] <= run[:-1])))
 
 
 def read_points(
@@ -111,18 +178,18 @@ def read_points(
 ) -> pl.DataFrame:
     """All points of the metric in ``[start, end)`` matching ``matchers``, for ``fields``, merged and sorted.
 
-    Columns: ``_series_id``, ``time``, the schema's labels, ``fields``.
+    Columns: ``_series_id``, ``time``, the schema's labels, ``fields``. Chunks of all files decode in one
+    batched call; duplicates are merged (newer data sequence wins per field) only when some series has
+    overlapping chunks / memtable points — otherwise ordering the chunks is enough.
     """
     files = plan_files(snapshot, tenant, metric, "raw", start, end, matchers, explain)
     explain.files_read += len(files)
-    frames: list[pl.DataFrame] = []
-    for frame, counts in _POOL.map(
-        lambda f: _read_file(storage, f, schema, fields, start, end, matchers), files
-    ):
-        frames.append(frame)
-        for k, v in counts.items():
-            setattr(explain, k, getattr(explain, k) + v)
+    chunks, seqs, n_files_with_data = _read_files(storage, files, schema, fields, start, end, matchers, explain)
+    overlap = False
+    if chunks.num_rows:
+        chunks, seqs, overlap = _sorted_chunks(chunks, seqs)
     ids = ids or SeriesIdCache()
+    extra: list[pl.DataFrame] = []
     for i, table in enumerate(buffered):
         explain.memtable_batches += 1
         loaded = pl.from_arrow(table)
@@ -137,7 +204,7 @@ def read_points(
                     [m.expr() if m.label in frame.columns else pl.lit(m.matches(None)) for m in matchers]
                 )
             )
-        frames.append(frame.with_columns(pl.lit(_MEMTABLE_SEQ + i, pl.Int64).alias(SEQ)))
+        extra.append(frame.with_columns(pl.lit(_MEMTABLE_SEQ + i, pl.Int64).alias(SEQ)))
     columns = [SERIES_ID, TIME_COLUMN, *schema.labels, *fields]
     dtypes = {
         SERIES_ID: pl.UInt64,
@@ -146,6 +213,20 @@ def read_points(
         **{label: pl.String for label in schema.labels},
         **{f: pl.Int64 if schema.fields[f].dtype == "int64" else pl.Float64 for f in fields},
     }
+    frames: list[pl.DataFrame] = []
+    if chunks.num_rows:
+        field_types = {name: schema.fields[name].dtype for name in fields}
+        decoded = decode_chunks(chunks, schema.labels, field_types, key=files[0].path if len(files) == 1 else "?")
+        t_lo = int(pc.min(chunks.column(T_MIN)).as_py())
+        t_hi = int(pc.max(chunks.column(T_MAX)).as_py())
+        if t_lo < start or t_hi >= end:
+            keep = (decoded.get_column(TIME_COLUMN) >= start) & (decoded.get_column(TIME_COLUMN) < end)
+            decoded = decoded.with_columns(pl.Series(SEQ, np.repeat(seqs, np.asarray(chunks.column(COUNT)))))
+            decoded = decoded.filter(keep)
+        else:
+            decoded = decoded.with_columns(pl.Series(SEQ, np.repeat(seqs, np.asarray(chunks.column(COUNT)))))
+        frames.append(decoded)
+    frames.extend(extra)
     aligned = [
         fr.select([pl.col(c).cast(dtypes[c]) if c in fr.columns else pl.lit(None, dtypes[c]).alias(c)
                    for c in [*columns, SEQ]])
@@ -153,8 +234,12 @@ def read_points(
     ]
     if not aligned:
         return pl.DataFrame(schema={c: dtypes[c] for c in columns})
+    sources = n_files_with_data + len(extra)
     merged = pl.concat(aligned, rechunk=False) if len(aligned) > 1 else aligned[0]
-    if len(aligned) > 1:
-        merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
-        merged = merge_duplicates(merged, fields)
+    if sources > 1 and (extra or overlap):
+        if overlap or _ranges_overlap(chunks, extra):
+            merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
+            merged = merge_duplicates(merged, fields)
+        else:
+            merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
     return merged.drop(SEQ)
