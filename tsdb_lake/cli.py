@@ -366,7 +366,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from tsdb_lake.verify import verify_lake
 
-    report = verify_lake(_connect(args), deep=args.deep, strict=args.strict, progress=_Progress("verify"))
+    try:
+        lake = _connect(args)
+    except TsdbLakeError as exc:  # a catalog too broken to open is a verification failure
+        return _fail(f"the catalog cannot be opened: {exc}", 1)
+    report = verify_lake(lake, deep=args.deep, strict=args.strict, progress=_Progress("verify"))
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -447,16 +451,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, fn: Callable[[argparse.Namespace], int], help_text: str, example: str, **kw: Any
+        name: str, fn: Callable[[argparse.Namespace], int], help_text: str, example: str, common: bool = True
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
             help=help_text,
             description=f"{help_text}\n\nexample:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            **kw,
         )
-        _common(p)
+        if common:  # nested sub-commands (retention) take --lake after the action instead
+            _common(p)
         p.set_defaults(func=fn)
         return p
 
@@ -555,6 +559,7 @@ def _parser() -> argparse.ArgumentParser:
         _cmd_retention,
         "show, set, remove or apply per tenant x metric x tier retention rules (TTL)",
         "tsdb-lake retention set raw 30d --tenant acme && tsdb-lake retention apply --dry-run",
+        common=False,
     )
     rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     r = rsub.add_parser("show", help="list the stored rules", description="list the stored rules\n\nexample:\n"
@@ -634,7 +639,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    one_line = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"error: {one_line}", file=sys.stderr)
     return code
 
 

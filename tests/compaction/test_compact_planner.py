@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsdb_lake.catalog import DataFile
+from tsdb_lake.compaction.merge import merge_points
 from tsdb_lake.compaction.planner import (
     files_overlap,
     overlap_closure,
@@ -191,3 +193,42 @@ def test_closure_is_closed_under_overlap(specs: list[tuple[int, int, int, int]],
         for f in files:
             if f.path not in chosen:
                 assert not any(files_overlap(f, g) for g in job.inputs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.integers(0, 4),
+            st.one_of(st.none(), st.floats(allow_nan=False, width=32)),
+            st.one_of(st.none(), st.integers(-5, 5)),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_merge_points_is_last_write_wins_per_field(
+    writes: list[tuple[int, int, float | None, int | None]],
+) -> None:
+    """Write i lands in file i (seq = i): per (series, time) each field keeps its latest non-null value."""
+    frame = pl.DataFrame(
+        {
+            "_series_id": pl.Series([w[0] for w in writes], dtype=pl.UInt64),
+            "time": pl.Series([w[1] for w in writes], dtype=pl.Int64),
+            "a": pl.Series([w[2] for w in writes], dtype=pl.Float64),
+            "b": pl.Series([w[3] for w in writes], dtype=pl.Int64),
+            "_seq": pl.Series(range(len(writes)), dtype=pl.Int64),
+        }
+    ).reverse()  # arrival order must not matter, only seq
+    expected: dict[tuple[int, int], list[float | int | None]] = {}
+    for sid, t, a, b in writes:
+        point = expected.setdefault((sid, t), [None, None])
+        point[0] = a if a is not None else point[0]
+        point[1] = b if b is not None else point[1]
+    merged = merge_points(frame, ["a", "b"])
+    assert "_seq" not in merged.columns
+    got = {(r[0], r[1]): [r[2], r[3]] for r in merged.select("_series_id", "time", "a", "b").iter_rows()}
+    assert got == expected
+    assert merged.height == len(expected)
+    assert merged.select("_series_id", "time").rows() == sorted(expected)

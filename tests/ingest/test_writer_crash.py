@@ -19,7 +19,7 @@ import pytest
 import tsdb_lake
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_writer import BASE_NS, POINTS_PER_BATCH, batch  # noqa: E402
+from crash_writer import BASE_NS, POINTS_PER_BATCH, batch
 
 SCRIPT = Path(__file__).parent / "crash_writer.py"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,10 @@ import pyarrow as pa
 import pytest
 
 import tsdb_lake
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "catalog"))
+from catalog_testlib import assert_catalog_valid
+
 from tsdb_lake.errors import InvalidNameError, SchemaConflictError, TsdbLakeError, WriteError
 
 H = 3_600_000_000_000
@@ -20,8 +26,11 @@ T0 = 1_700_000_000_000_000_000 // H * H
 
 
 @pytest.fixture
-def lake(lake_target: Any, tmp_path: Path) -> tsdb_lake.Lake:
-    return tsdb_lake.connect(lake_target.uri, lake_target.storage_options, wal_root=tmp_path / "wal")
+def lake(lake_target: Any, tmp_path: Path) -> Iterator[tsdb_lake.Lake]:
+    lake = tsdb_lake.connect(lake_target.uri, lake_target.storage_options, wal_root=tmp_path / "wal")
+    yield lake
+    # every catalog object the writer produced validates against catalog/manifest.schema.json
+    assert assert_catalog_valid(lake.storage) >= 1
 
 
 def _frame(n: int = 1000, hosts: int = 3, seed: int = 0) -> pl.DataFrame:

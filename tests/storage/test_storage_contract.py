@@ -67,10 +67,11 @@ def test_put_if_absent(storage: Storage) -> None:
     key = "_catalog/log/00000000000000000000.json"
     assert storage.put_if_absent(key, b"first") is True
     assert storage.put_if_absent(key, b"second") is False
-    assert storage.put_if_absent(key, b"first") is False  # same bytes: still not created by this call
+    assert storage.put_if_absent(key, b"first") is True  # idempotent: the key holds exactly these bytes
     assert storage.read_bytes(key) == b"first"
     assert storage.put_if_absent("empty", b"") is True
-    assert storage.put_if_absent("empty", b"") is False
+    assert storage.put_if_absent("empty", b"x") is False
+    assert storage.read_bytes("empty") == b""
     assert [o.key for o in storage.list("")] == ["_catalog/log/00000000000000000000.json", "empty"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from tsdb_lake.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
-RUNS = 20
+RUNS = int(os.environ.get("TSDB_LAKE_EXIT_RUNS", "20"))  # each run imports the whole package
 PARALLEL = 2
 KEY = "data/tenant=t/metric=m/tier=raw/hour=2024-01-02T03/part-exit.parquet"
 

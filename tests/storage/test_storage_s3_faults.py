@@ -23,13 +23,13 @@ def _read_request(conn: socket.socket) -> bytes:
             return data
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
+    headers = {}
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-        if name.strip().lower() == b"expect" and len(body) < length:
-            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get(b"content-length", b"0"))
+    if b"expect" in headers and len(body) < length:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
     while len(body) < length:
         chunk = conn.recv(65536)
         if not chunk:

@@ -19,6 +19,12 @@ from tsdb_lake.codecs.api import (
     encode_ints,
     encode_timestamps,
 )
+from tsdb_lake.codecs.batch import (
+    decode_ints_many,
+    encode_floats_many,
+    encode_ints_many,
+    encode_timestamps_many,
+)
 from tsdb_lake.codecs.ids import FLOAT_CODECS, FORMAT_VERSION, INT_CODECS, CodecId
 
 __all__ = [
@@ -33,11 +39,15 @@ __all__ = [
     "decode_floats_many",
     "decode_gorilla",
     "decode_ints",
+    "decode_ints_many",
     "decode_timestamps",
     "decode_timestamps_many",
     "decode_values",
     "encode_floats",
+    "encode_floats_many",
     "encode_gorilla",
     "encode_ints",
+    "encode_ints_many",
     "encode_timestamps",
+    "encode_timestamps_many",
 ]

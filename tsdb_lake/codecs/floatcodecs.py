@@ -43,6 +43,7 @@ __all__ = [
     "alp_candidates",
     "alp_decode",
     "alp_encode",
+    "alp_encode_count",
     "alp_max_bits",
     "raw_decode",
     "raw_encode",
@@ -268,9 +269,15 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
 @njit(cache=True)
 def alp_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) -> int:
     """Append ``e`` (8 bits), ``f`` (8 bits), the int stream of ``d`` and the correction PFOR stream."""
+    return alp_encode_count(words, pos, vals, e, f)[0]
+
+
+@njit(cache=True)
+def alp_encode_count(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) -> tuple[int, int]:
+    """:func:`alp_encode`, also returning how many non-zero, in-range values needed a correction."""
     n = vals.shape[0]
     if n == 0:
-        return pos
+        return pos, 0
     bits = vals.view(np.uint64)
     pos = put(words, pos, U64(e), 8)
     pos = put(words, pos, U64(f), 8)
@@ -296,10 +303,13 @@ def alp_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) ->
         dec[i] = np.float64(d[i]) * F10[f] / F10[e]
     decb = dec.view(np.uint64)
     corr = np.empty(n, np.uint64)
+    inexact = 0
     for i in range(n):
         corr[i] = zigzag(bits[i] - decb[i])
+        if corr[i] != U64(0) and ok[i] and vals[i] != 0.0:
+            inexact += 1
     pos = ints_encode(words, pos, d.view(np.uint64), True)
-    return pfor_write(words, pos, corr)
+    return pfor_write(words, pos, corr), inexact
 
 
 @njit(cache=True)

@@ -23,19 +23,22 @@ from tsdb_lake.codecs.bits import (
     new_words,
     put,
     put_varint,
+    varint_bits,
 )
 from tsdb_lake.codecs.floatcodecs import (
+    MAX_EXP,
     alp_candidates,
     alp_decode,
-    alp_encode,
+    alp_encode_count,
     alp_max_bits,
     raw_decode,
     raw_encode,
+    rle_bits,
     rle_decode,
     rle_encode,
     rle_runs,
 )
-from tsdb_lake.codecs.gorilla import gorilla_decode, gorilla_encode, gorilla_max_bits
+from tsdb_lake.codecs.gorilla import gorilla_bits, gorilla_decode, gorilla_encode, gorilla_max_bits
 from tsdb_lake.codecs.ids import MAX_EXPANSION, MAX_SLACK
 from tsdb_lake.codecs.intpack import ints_decode, ints_encode, ints_max_bits
 
@@ -48,12 +51,16 @@ __all__ = [
     "C_TIMESTAMP",
     "MASK_ANY",
     "MASK_FLOAT",
+    "adaptive_words",
+    "blob_max_bits",
     "decode_blob",
     "decode_many_parallel",
     "decode_many_serial",
     "encode_adaptive",
     "encode_float_blob",
     "encode_int_blob",
+    "float_words",
+    "int_words",
     "scan_counts",
 ]
 
@@ -76,17 +83,76 @@ def _header(words: np.ndarray, codec: int, n: int) -> int:
 
 
 @njit(cache=True)
-def encode_int_blob(codec: int, x: np.ndarray) -> np.ndarray:
-    """A TIMESTAMP or INT64 blob of ``x`` (uint64 view of int64 values)."""
+def int_words(codec: int, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """A TIMESTAMP or INT64 blob of ``x`` (uint64 view of int64 values) as ``(words, end bit position)``."""
     n = x.shape[0]
     words = new_words(_HEADER_BITS + ints_max_bits(n))
     pos = _header(words, codec, n)
     pos = ints_encode(words, pos, x, True)
+    return words, pos
+
+
+@njit(cache=True)
+def encode_int_blob(codec: int, x: np.ndarray) -> np.ndarray:
+    """A TIMESTAMP or INT64 blob of ``x`` (uint64 view of int64 values)."""
+    words, pos = int_words(codec, x)
     return finish(words, pos)
 
 
 @njit(cache=True)
-def _encode_body(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
+def blob_max_bits(codec: int, n: int) -> int:
+    """Upper bound of the bits of a blob of ``n`` values with ``codec`` (0 = adaptive: never above raw)."""
+    if codec == C_TIMESTAMP or codec == C_INT64:
+        return _HEADER_BITS + ints_max_bits(n)
+    if codec == C_GORILLA:
+        return _HEADER_BITS + gorilla_max_bits(n)
+    if codec == C_RLE:
+        return _HEADER_BITS + 88 + 144 * n
+    if codec == C_ALP:
+        return _HEADER_BITS + alp_max_bits(n)
+    return _HEADER_BITS + 64 * n
+
+
+@njit(cache=True)
+def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
+    """The smallest ALP blob among the candidates, plus one step towards more precision when needed.
+
+    The candidates come from a 64-value sample; when the best one leaves in-range values needing corrections
+    that the sample did not show, the next more precise exponent pair (``e + 1``, or ``f - 1``) is tried too.
+    """
+    n = vals.shape[0]
+    cands = alp_candidates(vals) if n > 0 else np.zeros((1, 2), np.int64)
+    words = new_words(0)
+    pos = 1 << 62
+    be = 0
+    bf = 0
+    inexact = 0
+    for r in range(cands.shape[0]):
+        w = new_words(_HEADER_BITS + alp_max_bits(n))
+        p, k = alp_encode_count(w, _header(w, C_ALP, n), vals, cands[r, 0], cands[r, 1])
+        if p < pos:
+            words, pos, be, bf, inexact = w, p, cands[r, 0], cands[r, 1], k
+    if inexact > 0 and (bf > 0 or be < MAX_EXP):
+        ne = be + 1 if bf == 0 else 0
+        nf = bf - 1 if bf > 0 else 0
+        tried = False
+        for r in range(cands.shape[0]):
+            if cands[r, 0] == ne and cands[r, 1] == nf:
+                tried = True
+        if not tried:
+            w = new_words(_HEADER_BITS + alp_max_bits(n))
+            p, _ = alp_encode_count(w, _header(w, C_ALP, n), vals, ne, nf)
+            if p < pos:
+                words, pos = w, p
+    return words, pos
+
+
+@njit(cache=True)
+def float_words(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
+    """A float blob of ``vals`` with the given codec as ``(words, end bit position)``.
+
+    ALP encodes the one or two candidates :func:`alp_candidates` proposes and keeps the smaller.
+    """
     n = vals.shape[0]
     bits = vals.view(np.uint64)
     if codec == C_GORILLA:
@@ -96,14 +162,7 @@ def _encode_body(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
         words = new_words(_HEADER_BITS + 88 + 144 * rle_runs(bits))
         pos = rle_encode(words, _header(words, codec, n), bits)
     elif codec == C_ALP:
-        cands = alp_candidates(vals) if n > 0 else np.zeros((1, 2), np.int64)
-        words = new_words(0)
-        pos = 1 << 62
-        for r in range(cands.shape[0]):
-            w = new_words(_HEADER_BITS + alp_max_bits(n))
-            p = alp_encode(w, _header(w, codec, n), vals, cands[r, 0], cands[r, 1])
-            if p < pos:
-                words, pos = w, p
+        words, pos = _alp_words(vals)
     else:
         words = new_words(_HEADER_BITS + 64 * n)
         pos = raw_encode(words, _header(words, C_RAW, n), bits)
@@ -113,26 +172,53 @@ def _encode_body(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
 @njit(cache=True)
 def encode_float_blob(codec: int, vals: np.ndarray) -> np.ndarray:
     """A float blob of ``vals`` with the given codec."""
-    words, pos = _encode_body(codec, vals)
+    words, pos = float_words(codec, vals)
     return finish(words, pos)
 
 
 @njit(cache=True)
-def encode_adaptive(vals: np.ndarray) -> np.ndarray:
-    """The smallest of RLE, ALP, Gorilla and raw for ``vals`` (ties: the earlier in that order)."""
+def _alp_floor(n: int) -> int:
+    """Fewest body bits an ALP body of ``n`` values can take: exponents, int-stream header, all-zero blocks."""
+    m = n - 2 if n > 2 else 0
+    return 16 + 72 + (m + 127) // 128 + (n + 127) // 128
+
+
+@njit(cache=True)
+def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
+    """The smallest of RLE, ALP, Gorilla and raw for ``vals`` as ``(words, end bit position)``.
+
+    Ties: RAW, then RLE (if not larger), then Gorilla and ALP (each only if strictly smaller), in that
+    order. Sizes of RAW, RLE and Gorilla are computed exactly without writing; ALP (the usual winner) is
+    encoded first, Gorilla's size pass stops as soon as it cannot win, and only the winner is written.
+    """
     n = vals.shape[0]
     bits = vals.view(np.uint64)
-    best_words, best_pos = _encode_body(C_RAW, vals)
-    runs = rle_runs(bits)
-    if 72 * runs < 64 * n:
-        w, p = _encode_body(C_RLE, vals)
-        if p <= best_pos:
-            best_words, best_pos = w, p
-    for codec in (C_GORILLA, C_ALP):
-        w, p = _encode_body(codec, vals)
-        if p < best_pos:
-            best_words, best_pos = w, p
-    return finish(best_words, best_pos)
+    best = 64 * n
+    pre = C_RAW
+    if 72 * rle_runs(bits) < 64 * n:
+        rb = rle_bits(bits)
+        if rb <= best:
+            best = rb
+            pre = C_RLE
+    alp = np.int64(1) << 62
+    alp_w = new_words(0)
+    alp_pos = 0
+    if n > 0 and best > _alp_floor(n):
+        alp_w, alp_pos = float_words(C_ALP, vals)
+        alp = alp_pos - 8 - varint_bits(U64(n))
+    limit = min(best, alp + 1)
+    if gorilla_bits(bits, limit) < limit:
+        return float_words(C_GORILLA, vals)
+    if alp < best:
+        return alp_w, alp_pos
+    return float_words(pre, vals)
+
+
+@njit(cache=True)
+def encode_adaptive(vals: np.ndarray) -> np.ndarray:
+    """The smallest of RLE, ALP, Gorilla and raw for ``vals`` (see :func:`adaptive_words`)."""
+    words, pos = adaptive_words(vals)
+    return finish(words, pos)
 
 
 @njit(cache=True)

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -205,6 +206,10 @@ def merge_points(points: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
     if points.height == 0:
         return points.drop(_SEQ) if _SEQ in points.columns else points
     ordered = points.sort([SERIES_ID, TIME_COLUMN, _SEQ], maintain_order=True)
+    sid = ordered.get_column(SERIES_ID).to_numpy()
+    t = ordered.get_column(TIME_COLUMN).to_numpy()
+    if not bool(np.any((sid[1:] == sid[:-1]) & (t[1:] == t[:-1]))):  # sorted: duplicates are adjacent
+        return ordered.drop(_SEQ)
     return merge_duplicates(ordered, list(fields)).drop(_SEQ)
 
 
@@ -214,19 +219,15 @@ def _cuts(series: pl.Series, per_file: int) -> list[tuple[int, int]]:
     if n <= per_file:
         return [(0, n)]
     ids = series.to_numpy()
+    changes = np.flatnonzero(ids[1:] != ids[:-1]) + 1  # first row of every series but the first
     out: list[tuple[int, int]] = []
     start = 0
     while start < n:
-        stop = start + per_file
-        if stop >= n:
-            out.append((start, n))
-            break
-        # move the cut forward to the next series boundary (a series never spans two outputs)
-        boundary = stop
-        while boundary < n and ids[boundary] == ids[boundary - 1]:
-            boundary += 1
-        out.append((start, boundary))
-        start = boundary
+        # the first series boundary at or after start + per_file: a series never spans two outputs
+        i = int(np.searchsorted(changes, start + per_file))
+        stop = int(changes[i]) if i < len(changes) else n
+        out.append((start, stop))
+        start = stop
     return out
 
 

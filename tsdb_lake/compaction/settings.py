@@ -76,7 +76,7 @@ class CompactionSettings:
     quiet_ns: int = 60 * _S
     target_file_bytes: int = 128 << 20
     max_chunk_points: int = 4096
-    max_input_bytes: int = 2 << 30
+    max_input_bytes: int = 512 << 20
     max_jobs: int | None = None
 
     def __post_init__(self) -> None:

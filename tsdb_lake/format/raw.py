@@ -57,6 +57,10 @@ T_MIN, T_MAX, COUNT, TIME_BLOB = "_t_min", "_t_max", "_count", "_time"
 CHUNK_COLUMNS = (SERIES_ID, T_MIN, T_MAX, COUNT)
 DEFAULT_CHUNK_POINTS = 4096
 _LABEL_VALUES_LIMIT = 256
+#: Batches with fewer points decode on one thread. Serial decoding runs at ~200 M values/s; a parallel
+#: region (numba's OpenMP layer) cost >= 25 ms when other processes held the 2 cores, so it only pays for
+#: batches that take tens of milliseconds serially.
+PARALLEL_DECODE_MIN_POINTS = 4_000_000
 
 
 def valid_col(f: str) -> str:
@@ -113,12 +117,31 @@ def _chunk_bounds(series: np.ndarray, max_points: int) -> np.ndarray:
     n = len(series)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1))
-    ends = np.append(starts[1:], n)
-    out: list[int] = []
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        out.extend(range(s, e, max_points))
-    return np.asarray(out, dtype=np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1)).astype(np.int64)
+    per = (np.diff(np.append(starts, n)) + max_points - 1) // max_points
+    if bool((per == 1).all()):
+        return starts
+    first_of_run = np.repeat(np.cumsum(per) - per, per)
+    return np.repeat(starts, per) + (np.arange(int(per.sum()), dtype=np.int64) - first_of_run) * max_points
+
+
+def _binary_array(data: np.ndarray, offsets: np.ndarray, present: np.ndarray | None = None) -> pa.Array:
+    """An Arrow binary column from ``(uint8 data, int64 offsets)``; ``present`` False marks null rows.
+
+    ``pa.binary()`` (int32 offsets) unless the data reaches 2 GiB, then ``pa.large_binary()``; both are the
+    same Parquet ``BYTE_ARRAY`` column.
+    """
+    m = len(offsets) - 1
+    if int(offsets[-1]) < 2**31 - 1:
+        arrow_type, off = pa.binary(), offsets.astype(np.int32)
+    else:
+        arrow_type, off = pa.large_binary(), offsets.astype(np.int64)
+    validity = None
+    nulls = 0
+    if present is not None and not bool(present.all()):
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+        nulls = int(m - np.count_nonzero(present))
+    return pa.Array.from_buffers(arrow_type, m, [validity, pa.py_buffer(off), pa.py_buffer(data)], null_count=nulls)
 
 
 def encode_chunks(
@@ -137,31 +160,33 @@ def encode_chunks(
     sids = frame.get_column(SERIES_ID).to_numpy()
     times = np.ascontiguousarray(frame.get_column(TIME_COLUMN).to_numpy(), dtype=np.int64)
     starts = _chunk_bounds(sids, max_chunk_points)
-    ends = np.append(starts[1:], n).astype(np.int64)
-    counts = (ends - starts).astype(np.int32)
+    offsets = np.append(starts, n).astype(np.int64)
+    counts = np.diff(offsets).astype(np.int32)
     columns: dict[str, pa.Array] = {SERIES_ID: pa.array(sids[starts], pa.uint64())}
-    first = frame[starts.tolist()] if n else frame.clear()
+    present_labels = [label for label in labels if label in frame.columns]
+    first = frame.select(present_labels)[starts] if n else frame.select(present_labels).clear()
     for label in labels:
         if label in frame.columns:
             columns[label] = first.get_column(label).cast(pl.String).to_arrow().cast(pa.string())
         else:
             columns[label] = pa.nulls(len(starts), pa.string())
     columns[T_MIN] = pa.array(times[starts], pa.int64())
-    columns[T_MAX] = pa.array(times[ends - 1], pa.int64())
+    columns[T_MAX] = pa.array(times[offsets[1:] - 1], pa.int64())
     columns[COUNT] = pa.array(counts, pa.int32())
-    columns[TIME_BLOB] = pa.array(
-        [codecs.encode_timestamps(times[s:e]) for s, e in zip(starts, ends, strict=True)], pa.binary()
-    )
+    columns[TIME_BLOB] = _binary_array(*codecs.encode_timestamps_many(times, offsets))
     for name, dtype in fields.items():
-        columns.update(_encode_field(frame, name, dtype, starts, ends))
+        columns.update(_encode_field(frame, name, dtype, offsets))
     return pa.table(columns)
 
 
-def _encode_field(
-    frame: pl.DataFrame, name: str, dtype: str, starts: np.ndarray, ends: np.ndarray
-) -> dict[str, pa.Array]:
+def _encode_field(frame: pl.DataFrame, name: str, dtype: str, offsets: np.ndarray) -> dict[str, pa.Array]:
+    """The blob, validity, count, min and max columns of one field; chunk ``i`` is ``offsets[i]:offsets[i+1]``.
+
+    One batched codec call encodes every chunk's non-null values; min / max ignore NaN and are null when a
+    chunk has no (non-NaN) value; a validity bitmap is written only for chunks with some nulls.
+    """
     arrow_type = pa.int64() if dtype == "int64" else pa.float64()
-    nchunks = len(starts)
+    nchunks = len(offsets) - 1
     if name not in frame.columns:
         return {
             name: pa.nulls(nchunks, pa.binary()),
@@ -172,47 +197,52 @@ def _encode_field(
         }
     series = frame.get_column(name)
     np_dtype = np.int64 if dtype == "int64" else np.float64
-    values = series.fill_null(0).cast(pl.Int64 if dtype == "int64" else pl.Float64).to_numpy()
-    values = np.ascontiguousarray(values, dtype=np_dtype)
-    valid = ~series.is_null().to_numpy()
-    all_valid = bool(valid.all())
-    encode = codecs.encode_ints if dtype == "int64" else codecs.encode_floats
-    blobs: list[bytes | None] = []
-    bitmaps: list[bytes | None] = []
-    n_valid = np.zeros(nchunks, np.int32)
-    mins: list[float | int | None] = []
-    maxs: list[float | int | None] = []
-    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-        v = values[s:e]
-        if not all_valid:
-            m = valid[s:e]
-            if not m.all():
-                v = v[m]
-                bitmaps.append(np.packbits(m, bitorder="little").tobytes() if len(v) else None)
-            else:
-                bitmaps.append(None)
-        else:
-            bitmaps.append(None)
-        n_valid[i] = len(v)
-        if len(v) == 0:
-            blobs.append(None)
-            mins.append(None)
-            maxs.append(None)
-            continue
-        blobs.append(encode(v))
+    has_nulls = series.null_count() > 0
+    filled = series.fill_null(0) if has_nulls else series
+    values = np.ascontiguousarray(filled.cast(pl.Int64 if dtype == "int64" else pl.Float64).to_numpy(), np_dtype)
+    bitmaps = pa.nulls(nchunks, pa.binary())
+    if has_nulls:
+        valid = ~series.is_null().to_numpy()
+        cum = np.zeros(len(valid) + 1, np.int64)
+        np.cumsum(valid, out=cum[1:])
+        voff = cum[offsets]
+        values = values[valid]
+        n_valid = np.diff(voff)
+        partial = np.flatnonzero((n_valid > 0) & (n_valid < np.diff(offsets)))
+        if len(partial):
+            maps: list[bytes | None] = [None] * nchunks
+            for i in partial.tolist():
+                maps[i] = np.packbits(valid[offsets[i] : offsets[i + 1]], bitorder="little").tobytes()
+            bitmaps = pa.array(maps, pa.binary())
+    else:
+        voff = offsets
+        n_valid = np.diff(offsets)
+    present = n_valid > 0
+    idx = np.flatnonzero(present)
+    encode = codecs.encode_ints_many if dtype == "int64" else codecs.encode_floats_many
+    blob_lens = np.zeros(nchunks, np.int64)
+    data = np.zeros(0, np.uint8)
+    lo = np.zeros(nchunks, np_dtype)
+    hi = np.zeros(nchunks, np_dtype)
+    if len(idx):
+        data, boff = encode(values, np.append(voff[idx], voff[idx[-1] + 1]))
+        blob_lens[idx] = np.diff(boff)
+        first = voff[idx]
         if dtype == "int64":
-            mins.append(int(v.min()))
-            maxs.append(int(v.max()))
-        else:
-            finite = v[~np.isnan(v)]
-            mins.append(float(finite.min()) if len(finite) else None)
-            maxs.append(float(finite.max()) if len(finite) else None)
+            lo[idx] = np.minimum.reduceat(values, first)
+            hi[idx] = np.maximum.reduceat(values, first)
+        else:  # fmin / fmax skip NaN; a chunk of only NaN stays NaN and becomes null below
+            lo[idx] = np.fmin.reduceat(values, first)
+            hi[idx] = np.fmax.reduceat(values, first)
+    blob_off = np.zeros(nchunks + 1, np.int64)
+    np.cumsum(blob_lens, out=blob_off[1:])
+    no_stat = ~present if dtype == "int64" else ~present | np.isnan(lo)
     return {
-        name: pa.array(blobs, pa.binary()),
-        valid_col(name): pa.array(bitmaps, pa.binary()),
-        n_col(name): pa.array(n_valid),
-        min_col(name): pa.array(mins, arrow_type),
-        max_col(name): pa.array(maxs, arrow_type),
+        name: _binary_array(data, blob_off, present),
+        valid_col(name): bitmaps,
+        n_col(name): pa.array(n_valid.astype(np.int32)),
+        min_col(name): pa.array(lo, arrow_type, mask=no_stat),
+        max_col(name): pa.array(hi, arrow_type, mask=no_stat),
     }
 
 
@@ -274,12 +304,7 @@ def _file_info(
             "min": None if lo_v is None else cast(lo_v),
             "max": None if hi_v is None else cast(hi_v),
         }
-        ids: dict[str, int] = {}
-        for blob in chunks.column(f).to_pylist():
-            if blob is not None:
-                name = codecs.codec_id(blob).name.lower()
-                ids[name] = ids.get(name, 0) + 1
-        info.codecs[f] = ids
+        info.codecs[f] = _codec_counts(chunks.column(f))
     for label in labels:
         values = pa.compute.unique(chunks.column(label).drop_null()).to_pylist()
         if len(values) <= _LABEL_VALUES_LIMIT:
@@ -302,6 +327,31 @@ def _row_groups(meta: Any, names: list[str], start: int | None, end: int | None)
         if end is not None and lo is not None and lo.has_min_max and lo.min >= end:
             continue
         out.append(g)
+    return out
+
+
+def _codec_counts(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    """How many blobs of a binary column use each codec (from each blob's first byte, without copying)."""
+    totals = np.zeros(256, np.int64)
+    parts = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    for arr in parts:
+        if len(arr) == 0 or arr.null_count == len(arr):
+            continue
+        _, off_buf, data_buf = arr.buffers()
+        off = np.frombuffer(off_buf, np.int64 if pa.types.is_large_binary(arr.type) else np.int32)
+        off = off[arr.offset : arr.offset + len(arr) + 1]
+        lengths = np.diff(off)
+        keep = lengths > 0
+        if arr.null_count:
+            keep &= np.asarray(arr.is_valid())
+        data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        totals += np.bincount(data[off[:-1][keep]], minlength=256)
+    out: dict[str, int] = {}
+    for cid in np.flatnonzero(totals).tolist():
+        try:
+            out[codecs.CodecId(cid).name.lower()] = int(totals[cid])
+        except ValueError:
+            raise CorruptBlockError(f"unknown codec id {cid}") from None
     return out
 
 
@@ -373,7 +423,9 @@ def decode_chunks(
     chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
     try:
         if chunks.num_rows:
-            times, tcounts = codecs.decode_timestamps_many(chunks.column(TIME_BLOB).combine_chunks())
+            times, tcounts = codecs.decode_timestamps_many(
+                chunks.column(TIME_BLOB).combine_chunks(), parallel=_parallel(len(chunk_index))
+            )
             if not np.array_equal(tcounts, counts):
                 raise CorruptBlockError("timestamp chunks disagree with their _count column")
         else:
@@ -401,9 +453,15 @@ def decode_chunks(
     return pl.DataFrame(out)
 
 
-def _decode_blobs(blobs: pa.Array, dtype: str) -> np.ndarray:
+def _parallel(points: int) -> bool:
+    """Whether a batch is big enough for the parallel decoders (a parallel region costs more than a small
+    batch takes serially, and much more when other processes hold the cores)."""
+    return points >= PARALLEL_DECODE_MIN_POINTS
+
+
+def _decode_blobs(blobs: pa.Array, dtype: str, points: int) -> np.ndarray:
     if dtype == "float64":
-        values, _ = codecs.decode_floats_many(blobs)
+        values, _ = codecs.decode_floats_many(blobs, parallel=_parallel(points))
         return values
     parts = [codecs.decode_ints(b) for b in blobs.to_pylist()]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -420,7 +478,7 @@ def _decode_field(
     blobs = chunks.column(f).combine_chunks()
     has_blob = np.asarray(blobs.is_valid())
     present = blobs.filter(pa.array(has_blob)) if not has_blob.all() else blobs
-    decoded = _decode_blobs(present, dtype) if len(present) else np.zeros(0, np_type)
+    decoded = _decode_blobs(present, dtype, total) if len(present) else np.zeros(0, np_type)
     bitmaps = chunks.column(valid_col(f)) if valid_col(f) in chunks.column_names else None
     if bitmaps is not None and bitmaps.null_count < len(bitmaps):
         valid = has_blob[chunk_index]

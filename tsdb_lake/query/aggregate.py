@@ -89,10 +89,8 @@ def _agg_expr(field: str, spec: AggSpec, every: int) -> pl.Expr:
     if kind == "avg":
         return col.cast(pl.Float64).mean().alias(out)
     if kind in ("min", "max"):
-        non_nan = col.filter(~col.cast(pl.Float64).is_nan())
-        picked = non_nan.min() if kind == "min" else non_nan.max()
-        fallback = col.min() if kind == "min" else col.max()
-        return pl.coalesce(picked, fallback).alias(out)
+        # polars' min / max skip NaN unless every value is NaN (unlike nan_min / nan_max): our semantics.
+        return (col.min() if kind == "min" else col.max()).alias(out)
     if kind == "sum":
         return col.sum().alias(out)
     if kind == "count":
@@ -136,11 +134,16 @@ def aggregate(
     keys = [*([SERIES_ID] if per_series else []), *group_labels]
     bucketed = frame.with_columns((pl.col(TIME_COLUMN) // every * every).alias("_bucket"))
     exprs = [_agg_expr(f, s, every) for f in fields for s in aggs]
+    # Group order does not matter (the result is sorted on unique keys below); rows keep their order
+    # within a group, which first / last rely on.
     if per_series:
-        extra = [pl.col(c).first() for c in group_labels]
-        result = bucketed.group_by([SERIES_ID, "_bucket"], maintain_order=True).agg(extra + exprs)
+        result = bucketed.group_by([SERIES_ID, "_bucket"]).agg(exprs)
+        if group_labels:
+            # Labels are a function of the series id: attach them once per series, not once per bucket.
+            names = frame.select([SERIES_ID, *group_labels]).unique(SERIES_ID, keep="first")
+            result = result.join(names, on=SERIES_ID, how="left")
     else:
-        result = bucketed.group_by([*group_labels, "_bucket"], maintain_order=True).agg(exprs)
+        result = bucketed.group_by([*group_labels, "_bucket"]).agg(exprs)
     result = result.rename({"_bucket": BUCKET})
     if fill != "none":
         result = _fill(result, keys, every, start, end, fill)

@@ -49,6 +49,9 @@ class Storage(ABC):
         """Create the object only if no object has the key; True if created, False if it already existed.
 
         This is the commit primitive of the catalog: exactly one of several racing writers gets True.
+        The call is idempotent: if the key already holds exactly ``data`` it returns True (on S3 a request
+        whose response was lost is retried and meets its own object), so racing writers must send distinct
+        payloads (a catalog entry carries its commit id).
         """
 
     @abstractmethod

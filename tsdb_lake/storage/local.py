@@ -117,13 +117,20 @@ class LocalStorage(Storage):
         _fsync_dir(os.path.dirname(path))
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Exclusive create: a complete fsynced temp file is hard-linked to the key (atomic, fails if present)."""
+        """Exclusive create: a complete fsynced temp file is hard-linked to the key (atomic, fails if present).
+
+        If the key exists, True only if it already holds exactly ``data`` (idempotent, as on S3).
+        """
         path = self._path(key)
         tmp = self._write_temp(key, path, data)
         try:
             os.link(tmp, path)
         except FileExistsError:
-            return False
+            try:
+                with open(path, "rb") as f:
+                    return f.read() == data
+            except OSError:
+                return False
         except OSError as exc:
             raise BackendWriteError(f"cannot create {key!r} in {self.uri}: {exc}") from exc
         finally:

@@ -9,6 +9,7 @@ Both clients are created lazily, once per process (so a storage object survives 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -134,7 +135,8 @@ class S3Storage(Storage):
         env_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if options.endpoint_url is None and env_endpoint:
             # botocore honours these variables but pyarrow does not: resolve once, use for both clients.
-            options = parse_s3_options({**self.storage_options, "endpoint_url": env_endpoint})
+            env_options = parse_s3_options({"endpoint_url": env_endpoint})
+            options = dataclasses.replace(options, endpoint_url=env_options.endpoint_url)
         self.options = options
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self._base = f"{bucket}/{prefix}" if prefix else bucket
@@ -273,11 +275,12 @@ class S3Storage(Storage):
             raise self._write_error(key, exc) from exc
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """One conditional ``PutObject`` with ``If-None-Match: *``; False on ``412 Precondition Failed``.
+        """One conditional ``PutObject`` with ``If-None-Match: *`` (no check-then-put).
 
-        The call bypasses s3fs's own retry loop. If botocore had to retry the request (the first attempt
-        may have landed before the connection failed) and the retry gets 412, the object is read back:
-        if it holds exactly ``data`` the earlier attempt was ours and True is returned.
+        On ``412 Precondition Failed`` the object is read back: True if it holds exactly ``data``. This makes
+        the call idempotent, which matters on S3 because a request whose response was lost is retried
+        transparently (by aiohttp for idempotent PUTs, invisible even to botocore's ``RetryAttempts``) and
+        the retry then meets the object the first attempt created.
         """
         obj_key = self._object_key(key)
         body = bytes(data)
@@ -291,9 +294,6 @@ class S3Storage(Storage):
             except ClientError as exc:
                 if _error_code(exc) not in _PRECONDITION_CODES:
                     raise
-                attempts = int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
-                if attempts == 0:
-                    return False
                 got = await client.get_object(Bucket=self.bucket, Key=obj_key)
                 async with got["Body"] as stream:
                     existing = await stream.read()
