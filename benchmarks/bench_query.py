@@ -121,7 +121,11 @@ def build_dataset(root: Path, hosts: int, days: int, *, seed: int = 7) -> tuple[
     for h, parts in sorted(by_hour.items()):
         table = pa.concat_tables(parts)
         i = table.schema.get_field_index("time")
-        table = table.set_column(i, "time", table.column("time").cast(pa.timestamp("ns", tz="UTC")).cast(pa.timestamp("us", tz="UTC")))
+        table = table.set_column(
+            i,
+            "time",
+            table.column("time").cast(pa.timestamp("ns", tz="UTC")).cast(pa.timestamp("us", tz="UTC")),
+        )
         folder = ds.parquet_dir / f"hour={_hour_label(h * HOUR)}"
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, folder / "data.parquet", compression="zstd")
@@ -200,14 +204,25 @@ def single_groupby(metrics: int, hosts: int, hours: int) -> Query:
         return {"start": s, "end": e, "hosts": _rand_hosts(rng, ds, hosts)}
 
     def lake_q(lake: Any, ds: Dataset, p: Params) -> pl.DataFrame:
-        out = lake.query("cpu", p["start"], p["end"], tenant=TENANT, where=_where_hosts(p["hosts"]),
-                         fields=fields, every="1m", agg="max", by=[])
+        out = lake.query(
+            "cpu",
+            p["start"],
+            p["end"],
+            tenant=TENANT,
+            where=_where_hosts(p["hosts"]),
+            fields=fields,
+            every="1m",
+            agg="max",
+            by=[],
+        )
         return _epoch(out.rename({f"{f}_max": f"max_{f}" for f in fields}))
 
     def sql(ds: Dataset, p: Params) -> str:
         cols = ", ".join(f"max({f}) AS max_{f}" for f in fields)
-        return (f"SELECT date_trunc('minute', time) AS time, {cols} FROM cpu WHERE {_host_where(p['hosts'])} "
-                f"AND {_time_where(p['start'], p['end'])} GROUP BY 1 ORDER BY 1")
+        return (
+            f"SELECT date_trunc('minute', time) AS time, {cols} FROM cpu WHERE {_host_where(p['hosts'])} "
+            f"AND {_time_where(p['start'], p['end'])} GROUP BY 1 ORDER BY 1"
+        )
 
     return Query(f"single-groupby-{metrics}-{hosts}-{hours}", params, lake_q, sql, ("time",))
 
@@ -220,14 +235,25 @@ def cpu_max_all(hosts: int) -> Query:
         return {"start": s, "end": e, "hosts": _rand_hosts(rng, ds, hosts)}
 
     def lake_q(lake: Any, ds: Dataset, p: Params) -> pl.DataFrame:
-        out = lake.query("cpu", p["start"], p["end"], tenant=TENANT, where=_where_hosts(p["hosts"]),
-                         fields=fields, every="1h", agg="max", by=[])
+        out = lake.query(
+            "cpu",
+            p["start"],
+            p["end"],
+            tenant=TENANT,
+            where=_where_hosts(p["hosts"]),
+            fields=fields,
+            every="1h",
+            agg="max",
+            by=[],
+        )
         return _epoch(out.rename({f"{f}_max": f"max_{f}" for f in fields}))
 
     def sql(ds: Dataset, p: Params) -> str:
         cols = ", ".join(f"max({f}) AS max_{f}" for f in fields)
-        return (f"SELECT date_trunc('hour', time) AS time, {cols} FROM cpu WHERE {_host_where(p['hosts'])} "
-                f"AND {_time_where(p['start'], p['end'])} GROUP BY 1 ORDER BY 1")
+        return (
+            f"SELECT date_trunc('hour', time) AS time, {cols} FROM cpu WHERE {_host_where(p['hosts'])} "
+            f"AND {_time_where(p['start'], p['end'])} GROUP BY 1 ORDER BY 1"
+        )
 
     return Query(f"cpu-max-all-{hosts}", params, lake_q, sql, ("time",))
 
@@ -240,15 +266,18 @@ def double_groupby(metrics: int, label: str) -> Query:
         return {"start": s, "end": e}
 
     def lake_q(lake: Any, ds: Dataset, p: Params) -> pl.DataFrame:
-        out = lake.query("cpu", p["start"], p["end"], tenant=TENANT, fields=fields, every="1h", agg="avg",
-                         by=["hostname"])
+        out = lake.query(
+            "cpu", p["start"], p["end"], tenant=TENANT, fields=fields, every="1h", agg="avg", by=["hostname"]
+        )
         out = out.rename({f"{f}_avg": f"mean_{f}" for f in fields})
         return _epoch(out.select(["time", "hostname", *[f"mean_{f}" for f in fields]]))
 
     def sql(ds: Dataset, p: Params) -> str:
         cols = ", ".join(f"avg({f}) AS mean_{f}" for f in fields)
-        return (f"SELECT date_trunc('hour', time) AS time, hostname, {cols} FROM cpu "
-                f"WHERE {_time_where(p['start'], p['end'])} GROUP BY 1, 2 ORDER BY 1, 2")
+        return (
+            f"SELECT date_trunc('hour', time) AS time, hostname, {cols} FROM cpu "
+            f"WHERE {_time_where(p['start'], p['end'])} GROUP BY 1, 2 ORDER BY 1, 2"
+        )
 
     return Query(f"double-groupby-{label}", params, lake_q, sql, ("time", "hostname"))
 
@@ -267,8 +296,10 @@ def high_cpu(hosts: int, label: str) -> Query:
         return _epoch(out.filter(pl.col("usage_user") > 90.0))
 
     def sql(ds: Dataset, p: Params) -> str:
-        return (f"SELECT * EXCLUDE (hour) FROM cpu WHERE usage_user > 90.0 AND {_time_where(p['start'], p['end'])} "
-                f"AND {_host_where(p['hosts'])}")
+        return (
+            f"SELECT * EXCLUDE (hour) FROM cpu WHERE usage_user > 90.0 AND {_time_where(p['start'], p['end'])} "
+            f"AND {_host_where(p['hosts'])}"
+        )
 
     return Query(f"high-cpu-{label}", params, lake_q, sql, ("hostname", "time"))
 
@@ -317,16 +348,19 @@ def groupby_orderby_limit() -> Query:
         width = HOUR
         while True:
             start = max((p["end"] - width) // MINUTE * MINUTE, lo // MINUTE * MINUTE)
-            out = lake.query("cpu", start, p["end"], tenant=TENANT, fields=["usage_user"], every="1m",
-                             agg="max", by=[])
+            out = lake.query(
+                "cpu", start, p["end"], tenant=TENANT, fields=["usage_user"], every="1m", agg="max", by=[]
+            )
             if out.height >= 5 or start <= lo:
                 out = out.rename({"usage_user_max": "max_usage_user"})
                 return _epoch(out.sort("time", descending=True).head(5))
             width *= 4
 
     def sql(ds: Dataset, p: Params) -> str:
-        return (f"SELECT date_trunc('minute', time) AS time, max(usage_user) AS max_usage_user FROM cpu "
-                f"WHERE {_time_where(None, p['end'])} GROUP BY 1 ORDER BY 1 DESC LIMIT 5")
+        return (
+            f"SELECT date_trunc('minute', time) AS time, max(usage_user) AS max_usage_user FROM cpu "
+            f"WHERE {_time_where(None, p['end'])} GROUP BY 1 ORDER BY 1 DESC LIMIT 5"
+        )
 
     return Query("groupby-orderby-limit", params, lake_q, sql, ("time",))
 
@@ -338,15 +372,25 @@ def recent() -> Query:
         return {"start": ds.end - HOUR, "end": ds.end, "hosts": _rand_hosts(rng, ds, 1)}
 
     def lake_q(lake: Any, ds: Dataset, p: Params) -> pl.DataFrame:
-        out = lake.query("cpu", p["start"], p["end"], tenant=TENANT, where=_where_hosts(p["hosts"]),
-                         fields=fields, every="1m", agg="avg")
+        out = lake.query(
+            "cpu",
+            p["start"],
+            p["end"],
+            tenant=TENANT,
+            where=_where_hosts(p["hosts"]),
+            fields=fields,
+            every="1m",
+            agg="avg",
+        )
         out = out.rename({f"{f}_avg": f"mean_{f}" for f in fields})
         return _epoch(out.select(["time", *[f"mean_{f}" for f in fields]]))
 
     def sql(ds: Dataset, p: Params) -> str:
         cols = ", ".join(f"avg({f}) AS mean_{f}" for f in fields)
-        return (f"SELECT date_trunc('minute', time) AS time, {cols} FROM cpu WHERE {_host_where(p['hosts'])} "
-                f"AND {_time_where(p['start'], p['end'])} GROUP BY 1 ORDER BY 1")
+        return (
+            f"SELECT date_trunc('minute', time) AS time, {cols} FROM cpu WHERE {_host_where(p['hosts'])} "
+            f"AND {_time_where(p['start'], p['end'])} GROUP BY 1 ORDER BY 1"
+        )
 
     return Query("recent-1h", params, lake_q, sql, ("time",))
 
@@ -393,8 +437,9 @@ def _stats(times: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(ms), "p95_ms": p95, "min_ms": ms[0], "runs": len(ms)}
 
 
-def run_query(lake: Any, con: duckdb.DuckDBPyConnection, ds: Dataset, q: Query, runs: int,
-              seed: int) -> dict[str, Any]:
+def run_query(
+    lake: Any, con: duckdb.DuckDBPyConnection, ds: Dataset, q: Query, runs: int, seed: int
+) -> dict[str, Any]:
     """Verify once, then time ``runs`` interleaved executions of both systems with the same parameters."""
     rng = np.random.default_rng([seed, sum(q.name.encode())])
     plist = [q.params(rng, ds) for _ in range(runs)]
@@ -412,12 +457,24 @@ def run_query(lake: Any, con: duckdb.DuckDBPyConnection, ds: Dataset, q: Query, 
                 _duck(con, q.sql(ds, p))
                 duck_t.append(time.perf_counter() - t0)
     lk, dk = _stats(lake_t), _stats(duck_t)
-    return {"lake": lk, "duckdb": dk, "median_ratio": lk["median_ms"] / dk["median_ms"],
-            "p95_ratio": lk["p95_ms"] / dk["p95_ms"], "verified": True}
+    return {
+        "lake": lk,
+        "duckdb": dk,
+        "median_ratio": lk["median_ms"] / dk["median_ms"],
+        "p95_ratio": lk["p95_ms"] / dk["p95_ms"],
+        "verified": True,
+    }
 
 
-def run(hosts: int = 100, days: int = 3, runs: int = 20, *, seed: int = 11, data_dir: Path | None = None,
-        only: list[str] | None = None) -> dict[str, Any]:
+def run(
+    hosts: int = 100,
+    days: int = 3,
+    runs: int = 20,
+    *,
+    seed: int = 11,
+    data_dir: Path | None = None,
+    only: list[str] | None = None,
+) -> dict[str, Any]:
     """Build (or reuse) the dataset, then verify and time every query; returns the results dict."""
     root = data_dir or Path(tempfile.mkdtemp(prefix="tsdb-bench-query-"))
     try:
@@ -430,17 +487,25 @@ def run(hosts: int = 100, days: int = 3, runs: int = 20, *, seed: int = 11, data
                 continue
             out[q.name] = run_query(lake, con, ds, q, runs, seed)
             r = out[q.name]
-            print(f"{q.name:24s} lake {r['lake']['median_ms']:8.1f} / {r['lake']['p95_ms']:8.1f} ms   "
-                  f"duckdb {r['duckdb']['median_ms']:8.1f} / {r['duckdb']['p95_ms']:8.1f} ms   "
-                  f"ratio {r['median_ratio']:.2f}", flush=True)
+            print(
+                f"{q.name:24s} lake {r['lake']['median_ms']:8.1f} / {r['lake']['p95_ms']:8.1f} ms   "
+                f"duckdb {r['duckdb']['median_ms']:8.1f} / {r['duckdb']['p95_ms']:8.1f} ms   "
+                f"ratio {r['median_ratio']:.2f}",
+                flush=True,
+            )
         con.close()
     finally:
         if data_dir is None:
             shutil.rmtree(root, ignore_errors=True)
     return {
         "machine": machine_info(),
-        "dataset": {"hosts": hosts, "days": days, "rows": hosts * days * 8640,
-                    "field_values": hosts * days * 8640 * len(CPU_FIELDS), "setup_s": setup},
+        "dataset": {
+            "hosts": hosts,
+            "days": days,
+            "rows": hosts * days * 8640,
+            "field_values": hosts * days * 8640 * len(CPU_FIELDS),
+            "setup_s": setup,
+        },
         "runs": runs,
         "seed": seed,
         "queries": out,
@@ -482,8 +547,12 @@ def main() -> dict[str, Any]:
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="keep / reuse the generated lake and Parquet copy here (default: a temp dir)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep / reuse the generated lake and Parquet copy here (default: a temp dir)",
+    )
     parser.add_argument("--only", nargs="*", default=None, help="run only these queries")
     parser.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/query.json")
     args = parser.parse_args()

@@ -25,9 +25,14 @@ def test_quickstart_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monkey
     prefix = tmp_path / "kernel"
     subprocess.run(
         [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"],
-        check=True, capture_output=True, timeout=120,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(prefix / "share" / "jupyter"), os.environ.get("JUPYTER_PATH", "")]))
+    monkeypatch.setenv(
+        "JUPYTER_PATH",
+        os.pathsep.join([str(prefix / "share" / "jupyter"), os.environ.get("JUPYTER_PATH", "")]),
+    )
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
@@ -39,7 +44,5 @@ def test_quickstart_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monkey
     text = "".join(str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs)
     assert "answered by tiers:" in text and "'1h'" in text  # the quantile came from a rollup tier
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plot rendered
-    kernel_python = client.kc  # closed after execute; the kernelspec says which python ran it
-    assert kernel_python is None or True
     spec = (prefix / "share" / "jupyter" / "kernels" / "python3" / "kernel.json").read_text()
     assert sys.executable.replace("\\", "\\\\") in spec

@@ -23,7 +23,7 @@ from tsdb_lake.errors import TsdbLakeError
 
 __all__ = ["main"]
 
-_DEFAULT_LAKE = os.environ.get("TSDB_LAKE_URI", "./lake")
+_DEFAULT_LAKE = "./lake"
 _DEMO_MARKER = ".tsdb-lake-demo"
 
 
@@ -158,7 +158,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"{args.lake} already holds tenant 'demo' data that the demo did not create; use another --lake"
         )
     if local is not None:
-        (local / _DEMO_MARKER).write_text("created by `tsdb-lake demo`; the next demo run deletes this lake\n")
+        (local / _DEMO_MARKER).write_text(
+            "created by `tsdb-lake demo`; the next demo run deletes this lake\n"
+        )
     if args.plot:
         plot: Path | None = Path(args.plot)
     else:
@@ -312,12 +314,16 @@ def _cmd_retention(args: argparse.Namespace) -> int:
             from tsdb_lake.status import _duration as fmt
 
             for r in rules:
-                print(f"tenant={r.tenant or '*'} metric={r.metric or '*'} tier={r.tier}: keep {fmt(r.ttl_ns)}")
+                print(
+                    f"tenant={r.tenant or '*'} metric={r.metric or '*'} tier={r.tier}: keep {fmt(r.ttl_ns)}"
+                )
         return 0
     if args.action == "set":
         ttl = None if args.ttl.lower() in ("forever", "none", "inf") else args.ttl
         rule = retention.set(args.tier, ttl, tenant=args.tenant, metric=args.metric)
-        print(f"set: tenant={rule.tenant or '*'} metric={rule.metric or '*'} tier={rule.tier} keep {args.ttl}")
+        print(
+            f"set: tenant={rule.tenant or '*'} metric={rule.metric or '*'} tier={rule.tier} keep {args.ttl}"
+        )
         return 0
     if args.action == "remove":
         retention.remove(args.tier, tenant=args.tenant, metric=args.metric)
@@ -406,11 +412,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ parser
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, default_lake: str = _DEFAULT_LAKE) -> None:
     p.add_argument(
         "--lake",
-        default=_DEFAULT_LAKE,
-        help="lake URI: a folder or s3://bucket/prefix (default $TSDB_LAKE_URI or ./lake)",
+        default=None,
+        help=f"lake URI: a folder or s3://bucket/prefix (default $TSDB_LAKE_URI or {default_lake})",
     )
     p.add_argument(
         "--storage-options",
@@ -451,7 +457,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, fn: Callable[[argparse.Namespace], int], help_text: str, example: str, common: bool = True
+        name: str,
+        fn: Callable[[argparse.Namespace], int],
+        help_text: str,
+        example: str,
+        common: bool = True,
+        default_lake: str = _DEFAULT_LAKE,
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
@@ -460,7 +471,8 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if common:  # nested sub-commands (retention) take --lake after the action instead
-            _common(p)
+            _common(p, default_lake)
+        p.set_defaults(default_lake=default_lake)
         p.set_defaults(func=fn)
         return p
 
@@ -470,8 +482,8 @@ def _parser() -> argparse.ArgumentParser:
         "the main job: generate TSBS cpu-only data, ingest, compact, roll up, query and print a report "
         "(writes a PNG plot)",
         "tsdb-lake demo --hosts 20 --hours 12 --lake ./demo-lake",
+        default_lake="./demo-lake",
     )
-    p.set_defaults(lake=os.environ.get("TSDB_LAKE_URI", "./demo-lake"))
     p.add_argument("--hosts", type=int, default=50, help="simulated hosts (default 50)")
     p.add_argument("--hours", type=int, default=24, help="hours of 10-second data (default 24)")
     p.add_argument("--plot", help="where to write the PNG plot (default <lake>/demo.png)")
@@ -488,25 +500,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="file path, or - for line protocol on stdin")
     p.add_argument("--tenant", default="default", help="tenant to write to (default 'default')")
     p.add_argument("--metric", help="metric name (required for CSV / Parquet; line protocol names its own)")
-    p.add_argument("--format", choices=["auto", "csv", "parquet", "lp"], default="auto", help="default: from the suffix")
-    p.add_argument("--time-column", default="time", help="name of the time column in CSV / Parquet (default time)")
-    p.add_argument("--rename", nargs="*", metavar="OLD=NEW", help="column mapping, e.g. ts=time host_name=host")
-    p.add_argument("--precision", choices=["ns", "us", "ms", "s"], default="ns", help="line-protocol time unit")
+    p.add_argument(
+        "--format", choices=["auto", "csv", "parquet", "lp"], default="auto", help="default: from the suffix"
+    )
+    p.add_argument(
+        "--time-column", default="time", help="name of the time column in CSV / Parquet (default time)"
+    )
+    p.add_argument(
+        "--rename", nargs="*", metavar="OLD=NEW", help="column mapping, e.g. ts=time host_name=host"
+    )
+    p.add_argument(
+        "--precision", choices=["ns", "us", "ms", "s"], default="ns", help="line-protocol time unit"
+    )
 
     p = add(
         "query",
         _cmd_query,
         "query points or time buckets of a metric (output: table, CSV, JSON or Parquet)",
-        "tsdb-lake query cpu --tenant demo --where '{\"hostname\": \"host_1\"}' --every 1m --agg avg,max",
+        'tsdb-lake query cpu --tenant demo --where \'{"hostname": "host_1"}\' --every 1m --agg avg,max',
     )
     p.add_argument("metric")
     p.add_argument("--tenant", default="default", help="tenant (default 'default')")
     p.add_argument("--start", help="ISO time, int ns or now-1h (default: beginning of the data)")
-    p.add_argument("--end", help="ISO time, int ns or now (default: end of the data); the range is [start, end)")
+    p.add_argument(
+        "--end", help="ISO time, int ns or now (default: end of the data); the range is [start, end)"
+    )
     p.add_argument("--where", help='label filter: JSON {"label": "value"} or a selector \'host=~"web-.*"\'')
     p.add_argument("--fields", help="comma-separated fields (default: all)")
     p.add_argument("--every", help="bucket width, e.g. 1m, 1h (default: raw points)")
-    p.add_argument("--agg", help="comma-separated aggregates: avg,min,max,sum,count,first,last,stddev,p99,rate")
+    p.add_argument(
+        "--agg", help="comma-separated aggregates: avg,min,max,sum,count,first,last,stddev,p99,rate"
+    )
     p.add_argument("--by", help="comma-separated labels to group by across series")
     p.add_argument("--fill", choices=["none", "null", "previous", "linear"], help="empty-bucket filling")
     p.add_argument("--resolution", help="auto (default: rollups where built), raw, or a tier: 1m, 1h, 1d")
@@ -520,11 +544,13 @@ def _parser() -> argparse.ArgumentParser:
         "sql",
         _cmd_sql,
         "DuckDB SQL over a tenant's metrics (one table per metric; time and label filters are pruned)",
-        "tsdb-lake sql \"SELECT hostname, max(usage_user) FROM cpu WHERE time >= now() - INTERVAL 1 HOUR "
+        'tsdb-lake sql "SELECT hostname, max(usage_user) FROM cpu WHERE time >= now() - INTERVAL 1 HOUR '
         'GROUP BY hostname" --tenant demo',
     )
     p.add_argument("query", help="a SELECT / WITH query, or - to read it from stdin")
-    p.add_argument("--tenant", default="default", help="tenant whose metrics are the tables (default 'default')")
+    p.add_argument(
+        "--tenant", default="default", help="tenant whose metrics are the tables (default 'default')"
+    )
     p.add_argument("--limit", type=int, help="print at most this many rows")
     p.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     p.add_argument("--output", help="write to this file instead of stdout (required for parquet)")
@@ -539,8 +565,12 @@ def _parser() -> argparse.ArgumentParser:
     _scope(p, "compaction")
     p.add_argument("--dry-run", action="store_true", help="only show the plan")
     p.add_argument("--settle", metavar="DURATION", help="hours must have ended this long ago (default 10m)")
-    p.add_argument("--quiet", metavar="DURATION", help="a partition's newest file must be this old (default 1m)")
-    p.add_argument("--min-small-files", type=int, help="merge a partition with at least this many small files")
+    p.add_argument(
+        "--quiet", metavar="DURATION", help="a partition's newest file must be this old (default 1m)"
+    )
+    p.add_argument(
+        "--min-small-files", type=int, help="merge a partition with at least this many small files"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = add(
@@ -562,30 +592,43 @@ def _parser() -> argparse.ArgumentParser:
         common=False,
     )
     rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    r = rsub.add_parser("show", help="list the stored rules", description="list the stored rules\n\nexample:\n"
-                        "  tsdb-lake retention show --json", formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = rsub.add_parser(
+        "show",
+        help="list the stored rules",
+        description="list the stored rules\n\nexample:\n  tsdb-lake retention show --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(r)
     r.add_argument("--json", action="store_true", help="print the rules as JSON")
-    r = rsub.add_parser("set", help="keep TIER data for TTL (e.g. 30d; 'forever' = no expiry)",
-                        description="keep TIER data of the scope for TTL; the most specific scope wins\n\n"
-                        "example:\n  tsdb-lake retention set raw 7d --tenant acme --metric cpu",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = rsub.add_parser(
+        "set",
+        help="keep TIER data for TTL (e.g. 30d; 'forever' = no expiry)",
+        description="keep TIER data of the scope for TTL; the most specific scope wins\n\n"
+        "example:\n  tsdb-lake retention set raw 7d --tenant acme --metric cpu",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(r)
     r.add_argument("tier", help="raw, 1m, 1h or 1d")
     r.add_argument("ttl", help="a duration: 90m, 36h, 30d, 52w, or 'forever'")
     _scope(r, "the rule")
-    r = rsub.add_parser("remove", help="delete the rule with exactly this scope",
-                        description="delete the rule with exactly this scope (a less specific one applies)\n\n"
-                        "example:\n  tsdb-lake retention remove raw --tenant acme",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = rsub.add_parser(
+        "remove",
+        help="delete the rule with exactly this scope",
+        description="delete the rule with exactly this scope (a less specific one applies)\n\n"
+        "example:\n  tsdb-lake retention remove raw --tenant acme",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(r)
     r.add_argument("tier", help="raw, 1m, 1h or 1d")
     _scope(r, "the rule")
-    r = rsub.add_parser("apply", help="expire partitions past their TTL (behind the rollup guard)",
-                        description="expire whole partitions past their TTL in one commit; a partition is kept "
-                        "until every coarser rollup tier covers it. Vacuum deletes the files later.\n\n"
-                        "example:\n  tsdb-lake retention apply --dry-run",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = rsub.add_parser(
+        "apply",
+        help="expire partitions past their TTL (behind the rollup guard)",
+        description="expire whole partitions past their TTL in one commit; a partition is kept "
+        "until every coarser rollup tier covers it. Vacuum deletes the files later.\n\n"
+        "example:\n  tsdb-lake retention apply --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(r)
     _scope(r, "expiry")
     r.add_argument("--dry-run", action="store_true", help="only report what would expire")
@@ -597,7 +640,9 @@ def _parser() -> argparse.ArgumentParser:
         "delete data files no catalog snapshot younger than the grace period references (and old orphans)",
         "tsdb-lake vacuum --older-than 1h --dry-run",
     )
-    p.add_argument("--older-than", default="1h", metavar="DURATION", help="grace period for readers (default 1h)")
+    p.add_argument(
+        "--older-than", default="1h", metavar="DURATION", help="grace period for readers (default 1h)"
+    )
     p.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -626,13 +671,17 @@ def _parser() -> argparse.ArgumentParser:
         "export a time range of one tier to plain Parquet for batch jobs, incrementally by catalog version",
         "tsdb-lake export ./out --tenant demo --tier 1h --incremental",
     )
-    p.add_argument("dest", help="output folder (or a URI pyarrow opens); it holds a manifest for the next run")
+    p.add_argument(
+        "dest", help="output folder (or a URI pyarrow opens); it holds a manifest for the next run"
+    )
     p.add_argument("--tenant", default="default", help="tenant (default 'default')")
     p.add_argument("--metric", action="append", help="metric(s), comma-separated or repeated (default: all)")
     p.add_argument("--tier", default="raw", help="raw (points), or a rollup tier: 1m, 1h, 1d (default raw)")
     p.add_argument("--start", help="ISO time, int ns or now-30d (default: beginning)")
     p.add_argument("--end", help="ISO time, int ns or now (default: end)")
-    p.add_argument("--since-version", type=int, metavar="N", help="only partitions changed after catalog version N")
+    p.add_argument(
+        "--since-version", type=int, metavar="N", help="only partitions changed after catalog version N"
+    )
     p.add_argument("--incremental", action="store_true", help="continue from the version in DEST's manifest")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
@@ -647,6 +696,8 @@ def _fail(message: str, code: int = 2) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tsdb-lake`` console script; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if getattr(args, "lake", "") is None:  # resolved now, so $TSDB_LAKE_URI set after import counts
+        args.lake = os.environ.get("TSDB_LAKE_URI") or getattr(args, "default_lake", _DEFAULT_LAKE)
     try:
         return int(args.func(args))
     except TsdbLakeError as exc:

@@ -199,8 +199,16 @@ def _queries(lake: Lake, report: DemoReport, start_ns: int, end_ns: int) -> None
     cases: list[tuple[str, Callable[[], Any]]] = [
         (
             "1 host, last hour, 1-min avg+max of usage_user",
-            lambda: lake.query(METRIC, *last_hour, tenant=TENANT, where={"hostname": "host_1"},
-                               fields=["usage_user"], every="1m", agg=["avg", "max"], explain=True),
+            lambda: lake.query(
+                METRIC,
+                *last_hour,
+                tenant=TENANT,
+                where={"hostname": "host_1"},
+                fields=["usage_user"],
+                every="1m",
+                agg=["avg", "max"],
+                explain=True,
+            ),
         ),
         (
             "raw points, 1 host, 1 hour, all fields",
@@ -208,19 +216,46 @@ def _queries(lake: Lake, report: DemoReport, start_ns: int, end_ns: int) -> None
         ),
         (
             f"{len(hosts8)} hosts, 12 h, hourly p99 of usage_system (rollup sketches)",
-            lambda: lake.query(METRIC, max(start_ns, end_ns - 12 * HOUR_NS), end_ns, tenant=TENANT,
-                               where={"hostname": hosts8}, fields=["usage_system"], every="1h", agg="p99",
-                               explain=True),
+            lambda: lake.query(
+                METRIC,
+                max(start_ns, end_ns - 12 * HOUR_NS),
+                end_ns,
+                tenant=TENANT,
+                where={"hostname": hosts8},
+                fields=["usage_system"],
+                every="1h",
+                agg="p99",
+                explain=True,
+            ),
         ),
         (
             "all hosts, whole range, hourly max of usage_user by region (rollups)",
-            lambda: lake.query(METRIC, start_ns, end_ns, tenant=TENANT, fields=["usage_user"], every="1h",
-                               agg="max", by=["region"], explain=True),
+            lambda: lake.query(
+                METRIC,
+                start_ns,
+                end_ns,
+                tenant=TENANT,
+                fields=["usage_user"],
+                every="1h",
+                agg="max",
+                by=["region"],
+                explain=True,
+            ),
         ),
         (
             "the same, forced to raw (resolution='raw')",
-            lambda: lake.query(METRIC, start_ns, end_ns, tenant=TENANT, fields=["usage_user"], every="1h",
-                               agg="max", by=["region"], resolution="raw", explain=True),
+            lambda: lake.query(
+                METRIC,
+                start_ns,
+                end_ns,
+                tenant=TENANT,
+                fields=["usage_user"],
+                every="1h",
+                agg="max",
+                by=["region"],
+                resolution="raw",
+                explain=True,
+            ),
         ),
     ]
     for name, fn in cases:
@@ -230,13 +265,17 @@ def _queries(lake: Lake, report: DemoReport, start_ns: int, end_ns: int) -> None
     if hasattr(lake, "sql"):
         import datetime as dt
 
-        since = dt.datetime.fromtimestamp((end_ns - HOUR_NS) / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+        since = dt.datetime.fromtimestamp((end_ns - HOUR_NS) / 1e9, tz=dt.UTC).strftime(
+            "%Y-%m-%d %H:%M:%S+00"
+        )
         sql = (
             "SELECT hostname, round(avg(usage_user), 2) AS avg_user FROM cpu "
             f"WHERE time >= TIMESTAMPTZ '{since}' GROUP BY hostname ORDER BY 2 DESC LIMIT 3"
         )
         ms, frame = _timed(lambda: lake.sql(sql, tenant=TENANT).pl())
-        report.queries.append(DemoQuery("DuckDB SQL: top 3 hosts by avg usage_user, last hour", ms, frame.height, ["raw"]))
+        report.queries.append(
+            DemoQuery("DuckDB SQL: top 3 hosts by avg usage_user, last hour", ms, frame.height, ["raw"])
+        )
 
 
 def plot_series(lake: Lake, start_ns: int, end_ns: int, path: Path, host: str = "host_0") -> Path:
@@ -249,13 +288,28 @@ def plot_series(lake: Lake, start_ns: int, end_ns: int, path: Path, host: str = 
 
     where = {"hostname": host}
     raw = lake.query(METRIC, start_ns, end_ns, tenant=TENANT, where=where, fields=["usage_user"])
-    agg, explain = lake.query(METRIC, start_ns, end_ns, tenant=TENANT, where=where, fields=["usage_user"],
-                              every="1h", agg=["avg", "p1", "p99"], explain=True)
+    agg, explain = lake.query(
+        METRIC,
+        start_ns,
+        end_ns,
+        tenant=TENANT,
+        where=where,
+        fields=["usage_user"],
+        every="1h",
+        agg=["avg", "p1", "p99"],
+        explain=True,
+    )
     tiers = sorted({t["tier"] for t in explain.get("tiers", [])}) or ["raw"]
     source = "1h rollup" if tiers != ["raw"] else "1h buckets of raw"
     fig, ax = plt.subplots(figsize=(11, 4.4))
-    ax.plot(raw["time"].to_list(), raw["usage_user"].to_list(), lw=0.5, color="#9a9a9a", label="raw, every 10 s")
-    t = agg["time"].to_list() + [agg["time"][-1] + (agg["time"][-1] - agg["time"][-2])] if agg.height > 1 else []
+    ax.plot(
+        raw["time"].to_list(), raw["usage_user"].to_list(), lw=0.5, color="#9a9a9a", label="raw, every 10 s"
+    )
+    t = (
+        [*agg["time"].to_list(), agg["time"][-1] + (agg["time"][-1] - agg["time"][-2])]
+        if agg.height > 1
+        else []
+    )
     if t:
         lo = agg["usage_user_p1"].to_list()
         hi = agg["usage_user_p99"].to_list()

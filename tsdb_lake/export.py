@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tsdb_lake.catalog import DataFile, Snapshot
@@ -244,7 +245,9 @@ def export_lake(
     for m in names:
         validate_name("metric", m)
         if head.schema(tenant, m) is None:
-            raise NotFoundError(f"tenant {tenant!r} has no metric {m!r}; known metrics: {head.metrics(tenant)}")
+            raise NotFoundError(
+                f"tenant {tenant!r} has no metric {m!r}; known metrics: {head.metrics(tenant)}"
+            )
     report = ExportReport(str(dest), tenant, tier, head.version, since_version)
     work: list[tuple[str, str, list[DataFile]]] = []
     for m in names:
@@ -256,7 +259,9 @@ def export_lake(
                 report.unchanged += 1
         if base is not None:
             gone = set(_group(base, tenant, m, tier, lo, hi)) - set(now_parts)
-            report.removed += [partition_prefix(tenant, m, tier, p).removeprefix(DATA_PREFIX) for p in sorted(gone)]
+            report.removed += [
+                partition_prefix(tenant, m, tier, p).removeprefix(DATA_PREFIX) for p in sorted(gone)
+            ]
     for i, (m, partition, files) in enumerate(work, 1):
         p_lo, p_hi = partition_bounds(partition)
         s = p_lo if lo is None else max(lo, p_lo)
@@ -267,7 +272,7 @@ def export_lake(
             table = _rollup_table(lake, head, files, s, e)
         rel = partition_prefix(tenant, m, tier, partition).removeprefix(DATA_PREFIX) + "data.parquet"
         if table.num_rows:
-            size = _write_atomic(fs, f"{root}/{rel}", lambda sink, t=table: _write_parquet(t, sink))
+            size = _write_atomic(fs, f"{root}/{rel}", partial(_write_parquet, table))
             report.written.append(ExportedPartition(rel, m, partition, table.num_rows, size))
         if progress is not None:
             progress(i, len(work))

@@ -37,7 +37,7 @@ RESERVED_COLUMNS = frozenset({TIME_COLUMN, "tenant", "metric", "tier", "hour", "
 
 NameKind = Literal["tenant", "metric", "label", "field"]
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-]*$")
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]*")
 
 
 class FieldKind(StrEnum):
@@ -59,7 +59,7 @@ def validate_name(kind: NameKind, name: object) -> str:
         raise InvalidNameError(f"{kind} name must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidNameError(f"{kind} name {name[:32]!r}... is longer than {MAX_NAME_LENGTH} characters")
-    if not _NAME_RE.match(name) or ".." in name:
+    if not _NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidNameError(
             f"{kind} name {name!r} is invalid: use ASCII letters, digits, '_', '.', ':' or '-', "
             "starting with a letter (no '..', '/', spaces or control characters)"

@@ -77,16 +77,17 @@ def lake_status(lake: Lake) -> dict[str, Any]:
         tier_names = ["raw", *(spec.name for spec in snap.tiers_for(tenant, metric))]
         tier_names += sorted({tier for t, m, tier in tiers if (t, m) == (tenant, metric)} - set(tier_names))
         for tier in tier_names:
-            t = tiers.get((tenant, metric, tier))
+            found = tiers.get((tenant, metric, tier))
+            t = found if found is not None else {}
             info: dict[str, Any] = {
-                "files": 0 if t is None else t["files"],
-                "bytes": 0 if t is None else t["bytes"],
-                "points": 0 if t is None else t["points"],
+                "files": t.get("files", 0),
+                "bytes": t.get("bytes", 0),
+                "points": t.get("points", 0),
                 "bytes_per_point": round(t["bytes"] / t["points"], 4) if t and t["points"] else None,
-                "partitions": 0 if t is None else len(t["partitions"]),
+                "partitions": len(t.get("partitions", ())),
                 "series": max(t["partitions"].values(), default=0) if t else 0,
-                "start": None if t is None else _iso(t["min_time"]),
-                "end": None if t is None else _iso(t["max_time"]),
+                "start": _iso(t.get("min_time")),
+                "end": _iso(t.get("max_time")),
                 "retention": _duration(snap.retention_for(tenant, metric, tier)),
             }
             if tier != "raw":

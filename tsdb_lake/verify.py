@@ -133,7 +133,6 @@ class VerifyReport:
         verdict = "OK" if self.ok else f"{len(self.problems)} PROBLEM(S)"
         lines.append(
             f"{verdict}: {counts[ERROR]} error(s), {counts[WARNING]} warning(s), {counts[NOTE]} note(s)"
-            + ("" if self.ok or self.strict else "")
         )
         return "\n".join(lines)
 
@@ -148,17 +147,22 @@ def _validators(report: VerifyReport) -> dict[str, Any] | None:
     """JSON-Schema validators for entry / checkpoint / last_checkpoint, or None (with a note) if unavailable."""
     path = manifest_schema_path()
     if path is None:
-        report.add(NOTE, "catalog", None, "manifest.schema.json not found beside the package: schema check skipped")
+        report.add(
+            NOTE, "catalog", None, "manifest.schema.json not found beside the package: schema check skipped"
+        )
         return None
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
     except ImportError:
         report.add(NOTE, "catalog", None, "jsonschema is not installed: JSON-Schema check skipped")
         return None
     schema = json.loads(path.read_text(encoding="utf-8"))
     schema.pop("oneOf", None)
     cls = jsonschema.validators.validator_for(schema)
-    return {kind: cls({**schema, "$ref": f"#/$defs/{kind}"}) for kind in ("entry", "checkpoint", "last_checkpoint")}
+    return {
+        kind: cls({**schema, "$ref": f"#/$defs/{kind}"})
+        for kind in ("entry", "checkpoint", "last_checkpoint")
+    }
 
 
 def _schema_errors(validator: Any, doc: Any) -> list[str]:
@@ -195,7 +199,9 @@ def _check_catalog(storage: Storage, report: VerifyReport, head_version: int) ->
             continue
         if validators is not None:
             for msg in _schema_errors(validators[kind], doc):
-                report.add(ERROR, "catalog", key, f"does not match manifest.schema.json #/$defs/{kind}: {msg}")
+                report.add(
+                    ERROR, "catalog", key, f"does not match manifest.schema.json #/$defs/{kind}: {msg}"
+                )
         try:
             if kind == "entry":
                 version = parse_catalog_log_key(key)
@@ -215,7 +221,9 @@ def _check_catalog(storage: Storage, report: VerifyReport, head_version: int) ->
         present = set(log_versions)
         first = min(present)
         if first > 0 and not any(c >= first - 1 for c in checkpoints):
-            report.add(ERROR, "catalog", None, f"log starts at version {first} and no checkpoint covers before it")
+            report.add(
+                ERROR, "catalog", None, f"log starts at version {first} and no checkpoint covers before it"
+            )
         gaps = [v for v in range(first, max(present) + 1) if v not in present]
         if gaps:
             report.add(ERROR, "catalog", None, f"log has {len(gaps)} missing version(s), first {gaps[0]}")
@@ -230,7 +238,9 @@ def _check_catalog(storage: Storage, report: VerifyReport, head_version: int) ->
         except (TsdbLakeError, ValueError, AttributeError):
             target = None
         if isinstance(target, int) and target not in checkpoints:
-            report.add(WARNING, "catalog", CATALOG_LAST_CHECKPOINT, f"points at checkpoint {target}, which is absent")
+            report.add(
+                WARNING, "catalog", CATALOG_LAST_CHECKPOINT, f"points at checkpoint {target}, which is absent"
+            )
     return ever
 
 
@@ -246,7 +256,10 @@ def _footer_problems(storage: Storage, f: DataFile, schema: MetricSchema | None,
             pq.read_table(path, filesystem=fs)
     except Exception as exc:  # any failure to parse is the finding itself
         return [f"unreadable Parquet: {type(exc).__name__}: {exc}"[:300]]
-    kv = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (arrow_schema.metadata or {}).items()}
+    kv = {
+        k.decode(errors="replace"): v.decode(errors="replace")
+        for k, v in (arrow_schema.metadata or {}).items()
+    }
     out: list[str] = []
     kind = "raw" if f.tier == "raw" else "rollup"
     if kv.get("tsdb_lake.kind") != kind:
@@ -311,9 +324,19 @@ def _check_data(
             report.add(WARNING, "stray", key, "not a data-file key (a leftover temp file?)")
             continue
         if key in ever:
-            report.add(NOTE, "unreferenced", key, "removed from the catalog; vacuum deletes it after the grace period")
+            report.add(
+                NOTE,
+                "unreferenced",
+                key,
+                "removed from the catalog; vacuum deletes it after the grace period",
+            )
         else:
-            report.add(WARNING, "orphan", key, "never committed to the catalog (crashed or lost writer); vacuum deletes it")
+            report.add(
+                WARNING,
+                "orphan",
+                key,
+                "never committed to the catalog (crashed or lost writer); vacuum deletes it",
+            )
     todo = [f for key, f in sorted(live.items()) if key in stored]
     for i, f in enumerate(todo, 1):
         for msg in _footer_problems(storage, f, schemas.get((f.tenant, f.metric)), deep):
@@ -336,5 +359,7 @@ def verify_lake(
     report.data_files = len(snap.by_path)
     ever = _check_catalog(lake.storage, report, snap.version)
     listed = [o for o in lake.storage.list(DATA_PREFIX) if o.key.startswith(DATA_PREFIX)]
-    _check_data(lake.storage, report, snap.by_path, snap.schemas, listed, ever | set(snap.by_path), deep, progress)
+    _check_data(
+        lake.storage, report, snap.by_path, snap.schemas, listed, ever | set(snap.by_path), deep, progress
+    )
     return report

@@ -14,7 +14,17 @@ HOUR = 3_600_000_000_000
 T0 = 1_699_920_000_000_000_000
 
 COMMANDS = [
-    "demo", "ingest", "query", "sql", "compact", "rollup", "retention", "vacuum", "status", "verify", "export",
+    "demo",
+    "ingest",
+    "query",
+    "sql",
+    "compact",
+    "rollup",
+    "retention",
+    "vacuum",
+    "status",
+    "verify",
+    "export",
 ]
 
 
@@ -23,7 +33,9 @@ def test_every_command_is_registered() -> None:
     assert sorted(sub.choices) == sorted(COMMANDS)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("argv", [[c] for c in COMMANDS] + [["retention", a] for a in ("show", "set", "remove", "apply")])
+@pytest.mark.parametrize(
+    "argv", [[c] for c in COMMANDS] + [["retention", a] for a in ("show", "set", "remove", "apply")]
+)
 def test_help_explains_with_an_example(run_cli, argv: list[str]) -> None:
     code, out, err = run_cli(*argv, "--help")
     assert code == 0 and not err
@@ -52,8 +64,20 @@ def test_status_text_and_json(run_cli, small_lake: Path) -> None:
 
 
 def test_query_formats(run_cli, small_lake: Path, tmp_path: Path) -> None:
-    base = ["query", "cpu", "--lake", small_lake, "--tenant", "acme", "--start", "2023-11-14T00:00:00Z",
-            "--end", "2023-11-14T01:00:00Z", "--where", '{"host": "h1"}']
+    base = [
+        "query",
+        "cpu",
+        "--lake",
+        small_lake,
+        "--tenant",
+        "acme",
+        "--start",
+        "2023-11-14T00:00:00Z",
+        "--end",
+        "2023-11-14T01:00:00Z",
+        "--where",
+        '{"host": "h1"}',
+    ]
     code, out, err = run_cli(*base, "--format", "csv")
     assert code == 0, err
     rows = out.strip().splitlines()
@@ -71,20 +95,43 @@ def test_query_formats(run_cli, small_lake: Path, tmp_path: Path) -> None:
 
 def test_query_buckets_selector_and_explain(run_cli, small_lake: Path) -> None:
     code, out, err = run_cli(
-        "query", "cpu", "--lake", small_lake, "--tenant", "acme", "--where", 'host=~"h[01]"', "--every", "1h",
-        "--agg", "avg,max,p99", "--fields", "usage_user", "--format", "csv", "--explain",
+        "query",
+        "cpu",
+        "--lake",
+        small_lake,
+        "--tenant",
+        "acme",
+        "--where",
+        'host=~"h[01]"',
+        "--every",
+        "1h",
+        "--agg",
+        "avg,max,p99",
+        "--fields",
+        "usage_user",
+        "--format",
+        "csv",
+        "--explain",
     )
     assert code == 0, err
     frame = pl.read_csv(out.encode())
-    assert frame.height == 2 * 3 and {"usage_user_avg", "usage_user_max", "usage_user_p99"} <= set(frame.columns)
+    assert frame.height == 2 * 3 and {"usage_user_avg", "usage_user_max", "usage_user_p99"} <= set(
+        frame.columns
+    )
     explain = json.loads(err.strip().splitlines()[-1])
     assert "tiers" in explain and explain["files_total"] >= 1
 
 
 def test_sql(run_cli, small_lake: Path) -> None:
     code, out, err = run_cli(
-        "sql", "SELECT host, count(*) AS n FROM cpu GROUP BY host ORDER BY host", "--lake", small_lake,
-        "--tenant", "acme", "--format", "csv",
+        "sql",
+        "SELECT host, count(*) AS n FROM cpu GROUP BY host ORDER BY host",
+        "--lake",
+        small_lake,
+        "--tenant",
+        "acme",
+        "--format",
+        "csv",
     )
     assert code == 0, err
     assert out.strip().splitlines() == ["host,n", "h0,1080", "h1,1080", "h2,1080"]
@@ -93,14 +140,19 @@ def test_sql(run_cli, small_lake: Path) -> None:
 def test_ingest_csv_parquet_and_line_protocol(run_cli, tmp_path: Path) -> None:
     lake = tmp_path / "new"
     csv = tmp_path / "temps.csv"
-    csv.write_text("ts,site,temp\n2024-01-01T00:00:00Z,a,1.5\n2024-01-01T00:01:00Z,a,2.5\n2024-01-01T00:00:00Z,b,3\n")
-    code, out, err = run_cli("ingest", csv, "--lake", lake, "--metric", "temp", "--tenant", "t1", "--time-column", "ts")
+    csv.write_text(
+        "ts,site,temp\n2024-01-01T00:00:00Z,a,1.5\n2024-01-01T00:01:00Z,a,2.5\n2024-01-01T00:00:00Z,b,3\n"
+    )
+    code, out, err = run_cli(
+        "ingest", csv, "--lake", lake, "--metric", "temp", "--tenant", "t1", "--time-column", "ts"
+    )
     assert code == 0, err
     assert "ingested 3 points" in out
     pq_path = tmp_path / "more.parquet"
     pl.DataFrame({"when": [1_704_067_200_000_000_000], "site": ["c"], "temp": [9.0]}).write_parquet(pq_path)
-    code, out, err = run_cli("ingest", pq_path, "--lake", lake, "--metric", "temp", "--tenant", "t1",
-                             "--rename", "when=time")
+    code, out, err = run_cli(
+        "ingest", pq_path, "--lake", lake, "--metric", "temp", "--tenant", "t1", "--rename", "when=time"
+    )
     assert code == 0, err
     lp = tmp_path / "m.lp"
     lp.write_text("mem,host=a used=1i 1704067200000000000\nmem,host=a used=2i 1704067260000000000\n")
@@ -154,7 +206,15 @@ def test_retention_show_set_apply_remove(run_cli, lake_copy: Path) -> None:
     assert code == 0 and "keep 30d" in out, err
     code, out, _ = run_cli("retention", "show", "--lake", lake_copy, "--json")
     rules = json.loads(out)
-    assert rules == [{"tenant": "acme", "metric": None, "tier": "raw", "ttl_ns": 30 * 86_400 * 10**9, "ttl_s": 30 * 86_400.0}]
+    assert rules == [
+        {
+            "tenant": "acme",
+            "metric": None,
+            "tier": "raw",
+            "ttl_ns": 30 * 86_400 * 10**9,
+            "ttl_s": 30 * 86_400.0,
+        }
+    ]
     code, out, err = run_cli("retention", "apply", "--lake", lake_copy, "--dry-run", "--json")
     assert code == 0, err
     dry = json.loads(out)
@@ -200,7 +260,9 @@ def test_export_full_then_incremental(run_cli, lake_copy: Path, tmp_path: Path) 
     code, out, _ = run_cli("export", dest, "--lake", lake_copy, "--tenant", "acme", "--incremental", "--json")
     again = json.loads(out)
     assert again["partitions_written"] == 0 and again["partitions_unchanged"] == 3
-    code, out, _ = run_cli("export", tmp_path / "roll", "--lake", lake_copy, "--tenant", "acme", "--tier", "1h")
+    code, out, _ = run_cli(
+        "export", tmp_path / "roll", "--lake", lake_copy, "--tenant", "acme", "--tier", "1h"
+    )
     assert code == 0 and "3 partition" not in out and "exported 1h" in out
     files = list((tmp_path / "roll").rglob("*.parquet"))
     assert len(files) == 1 and pl.read_parquet(files[0]).height == 3 * 3

@@ -28,7 +28,10 @@ CASES = {
     "query-unknown-metric": (["query", "nosuch", "--tenant", "acme"], "nosuch"),
     "query-bad-time": (["query", "cpu", "--tenant", "acme", "--start", "yesterday-ish"], "yesterday-ish"),
     "query-bad-json": (["query", "cpu", "--tenant", "acme", "--where", '{"host": h1}'], "JSON"),
-    "query-bad-agg": (["query", "cpu", "--tenant", "acme", "--every", "1m", "--agg", "median_ish"], "median_ish"),
+    "query-bad-agg": (
+        ["query", "cpu", "--tenant", "acme", "--every", "1m", "--agg", "median_ish"],
+        "median_ish",
+    ),
     "query-parquet-needs-output": (["query", "cpu", "--tenant", "acme", "--format", "parquet"], "--output"),
     "query-bad-tenant-name": (["query", "cpu", "--tenant", "../etc"], "tenant"),
     "sql-bad-table": (["sql", "SELECT * FROM nosuch", "--tenant", "acme"], "nosuch"),
@@ -68,9 +71,9 @@ def test_query_on_missing_lake_does_not_create_it(run_cli, tmp_path: Path) -> No
 
 
 def test_argparse_mistakes_exit_2_with_usage(run_cli) -> None:
-    code, out, err = run_cli("query")
+    code, _, err = run_cli("query")
     assert code == 2 and "usage:" in err and "Traceback" not in err
-    code, out, err = run_cli("frobnicate")
+    code, _, err = run_cli("frobnicate")
     assert code == 2 and "invalid choice" in err
 
 
@@ -117,7 +120,9 @@ def test_unexpected_failure_is_one_line_in_a_real_process(cli_cmd: list[str], tm
     bad.write_text('a,b\n1,"unterminated\n')
     proc = subprocess.run(
         [*cli_cmd, "ingest", str(bad), "--metric", "m", "--lake", str(tmp_path / "lake")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode in (2, 3), proc.stderr
     assert "Traceback" not in proc.stderr

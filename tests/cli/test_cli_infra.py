@@ -36,7 +36,9 @@ def test_maintenance_script_against_a_local_lake(lake_copy: Path, cli_cmd: list[
         "TSDB_LAKE_ROLLUP_SETTLE": "0s",
         "TSDB_LAKE_STORAGE_OPTIONS": "",
     }
-    proc = subprocess.run(["bash", str(INFRA / "maintenance.sh")], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(INFRA / "maintenance.sh")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for step in ("compact", "rollup", "retention", "vacuum"):
         assert f"tsdb-lake {step}" in proc.stderr
@@ -52,10 +54,14 @@ def test_maintenance_script_fails_when_a_step_fails(tmp_path: Path, cli_cmd: lis
     if len(cli_cmd) != 1:
         pytest.skip("the tsdb-lake console script is not installed")
     env["TSDB_LAKE_STEPS"] = "vacuum"
-    proc = subprocess.run(["bash", str(INFRA / "maintenance.sh")], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", str(INFRA / "maintenance.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1 and "no lake at" in proc.stderr and "Traceback" not in proc.stderr
     env.pop("TSDB_LAKE_URI")
-    proc = subprocess.run(["bash", str(INFRA / "maintenance.sh")], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(INFRA / "maintenance.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0 and "TSDB_LAKE_URI" in proc.stderr
 
 
@@ -74,11 +80,19 @@ def test_systemd_units_are_well_formed(tmp_path: Path) -> None:
     assert "EnvironmentFile" in service["Service"]
     assert timer["Timer"]["Unit"] == "tsdb-lake-maintenance.service" and timer["Timer"]["OnCalendar"]
     assert timer["Install"]["WantedBy"] == "timers.target"
-    env_keys = {line.split("=", 1)[0] for line in (INFRA / "systemd" / "maintenance.env.example").read_text().splitlines()
-                if line and not line.startswith("#")}
+    env_keys = {
+        line.split("=", 1)[0]
+        for line in (INFRA / "systemd" / "maintenance.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     assert {"TSDB_LAKE_URI", "TSDB_LAKE_STORAGE_OPTIONS"} <= env_keys
-    json.loads(next(line.split("=", 1)[1] for line in (INFRA / "systemd" / "maintenance.env.example").read_text().splitlines()
-                    if line.startswith("TSDB_LAKE_STORAGE_OPTIONS=")))
+    json.loads(
+        next(
+            line.split("=", 1)[1]
+            for line in (INFRA / "systemd" / "maintenance.env.example").read_text().splitlines()
+            if line.startswith("TSDB_LAKE_STORAGE_OPTIONS=")
+        )
+    )
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed: only the structural check ran")
@@ -91,7 +105,10 @@ def test_systemd_units_are_well_formed(tmp_path: Path) -> None:
     shutil.copy(INFRA / "systemd" / "tsdb-lake-maintenance.timer", tmp_path)
     proc = subprocess.run(
         [analyze, "verify", "tsdb-lake-maintenance.service", "tsdb-lake-maintenance.timer"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     problems = [line for line in (proc.stdout + proc.stderr).splitlines() if "tsdb-lake-maintenance" in line]
     assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr
@@ -104,7 +121,9 @@ def test_cronjob_manifest_is_well_formed() -> None:
     try:
         import yaml  # type: ignore[import-untyped]
     except ImportError:  # PyYAML is not a dependency: fall back to a structural check
-        assert "kind: CronJob" in text and "apiVersion: batch/v1" in text and "concurrencyPolicy: Forbid" in text
+        assert (
+            "kind: CronJob" in text and "apiVersion: batch/v1" in text and "concurrencyPolicy: Forbid" in text
+        )
         return
     docs = [d for d in yaml.safe_load_all(text) if d]
     kinds = {d["kind"]: d for d in docs}

@@ -15,8 +15,23 @@ RUNS = 20
 
 
 def test_short_commands_exit_0_every_time(small_lake: Path, cli_cmd: list[str]) -> None:
-    query = [*cli_cmd, "query", "cpu", "--tenant", "acme", "--lake", str(small_lake), "--where", '{"host": "h2"}',
-             "--start", "2023-11-14T01:00:00Z", "--end", "2023-11-14T02:00:00Z", "--format", "csv"]
+    query = [
+        *cli_cmd,
+        "query",
+        "cpu",
+        "--tenant",
+        "acme",
+        "--lake",
+        str(small_lake),
+        "--where",
+        '{"host": "h2"}',
+        "--start",
+        "2023-11-14T01:00:00Z",
+        "--end",
+        "2023-11-14T02:00:00Z",
+        "--format",
+        "csv",
+    ]
     status = [*cli_cmd, "status", "--lake", str(small_lake)]
 
     def run(i: int) -> tuple[int, int, str, str]:

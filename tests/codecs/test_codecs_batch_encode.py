@@ -29,11 +29,15 @@ def blobs_of(data: np.ndarray, offsets: np.ndarray) -> list[bytes]:
 
 @settings(max_examples=80, deadline=None)
 @given(st.data(), float_series(max_size=400), st.sampled_from(FLOAT_CHOICES), st.booleans())
-def test_floats_many_identical_to_single(data: st.DataObject, v: np.ndarray, choice: CodecId | None, par: bool) -> None:
+def test_floats_many_identical_to_single(
+    data: st.DataObject, v: np.ndarray, choice: CodecId | None, par: bool
+) -> None:
     off = data.draw(cuts(len(v)))
     out, boff = codecs.encode_floats_many(v, off, choice, parallel=par)
     assert out.dtype == np.uint8 and boff.dtype == np.int64 and len(boff) == len(off)
-    assert blobs_of(out, boff) == [codecs.encode_floats(v[off[i] : off[i + 1]], choice) for i in range(len(off) - 1)]
+    assert blobs_of(out, boff) == [
+        codecs.encode_floats(v[off[i] : off[i + 1]], choice) for i in range(len(off) - 1)
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -82,11 +86,16 @@ def test_empty_and_offset_windows() -> None:
     assert len(data) == 0 and boff.tolist() == [0]
     x = np.arange(100, dtype=np.int64) * 7
     data, boff = codecs.encode_timestamps_many(x, np.array([10, 10, 50, 90]))
-    assert blobs_of(data, boff) == [codecs.encode_timestamps(x[10:10]), codecs.encode_timestamps(x[10:50]),
-                                    codecs.encode_timestamps(x[50:90])]
+    assert blobs_of(data, boff) == [
+        codecs.encode_timestamps(x[10:10]),
+        codecs.encode_timestamps(x[10:50]),
+        codecs.encode_timestamps(x[50:90]),
+    ]
 
 
-@pytest.mark.parametrize("bad", [np.array([0, 5, 3]), np.array([-1, 2]), np.array([0, 200]), np.zeros(0, np.int64)])
+@pytest.mark.parametrize(
+    "bad", [np.array([0, 5, 3]), np.array([-1, 2]), np.array([0, 200]), np.zeros(0, np.int64)]
+)
 def test_bad_offsets_rejected(bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         codecs.encode_floats_many(np.zeros(100), bad)

@@ -115,7 +115,8 @@ def test_duckdb_reads_rollup_files(tmp_path: Any) -> None:
     glob = f"{tmp_path / 'lake'}/{layout.tier_prefix('t', 'cpu', '1h')}**/*.parquet"
     rel = con.sql(
         f"SELECT host, min(time) AS t, sum(v__count) AS n, max(v__max) AS mx, "
-        f"rollup_quantile(list(v__sketch), list(v__values), 0.5) AS med, any_value(tier) AS tier, "
+        f"rollup_quantile(list(v__sketch), list(v__values), list(v__weights), 0.5) AS med, "
+        f"bool_or(v__sketch IS NOT NULL) AS approx, any_value(tier) AS tier, "
         f"typeof(min(time)) AS ty "
         f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY host ORDER BY host"
     ).pl()
@@ -124,7 +125,11 @@ def test_duckdb_reads_rollup_files(tmp_path: Any) -> None:
     counts = pts.group_by("host").agg(pl.col("v").count()).sort("host")
     assert rel.get_column("n").to_list() == counts.get_column("v").to_list()
     exact = pts.filter(~pl.col("v").is_nan()).group_by("host").agg(pl.col("v").median()).sort("host")
-    assert np.allclose(rel.get_column("med").to_numpy(), exact.get_column("v").to_numpy(), atol=2.0)
+    med, want = rel.get_column("med").to_numpy(), exact.get_column("v").to_numpy()
+    assert np.allclose(med, want, atol=2.0)
+    is_exact = ~rel.get_column("approx").to_numpy()
+    assert is_exact.any()  # histograms answer exactly, like raw
+    assert np.allclose(med[is_exact], want[is_exact], rtol=1e-12)
 
 
 def test_dry_run_commits_nothing(tmp_path: Any) -> None:

@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from tsdb_lake.codecs import decode_floats, decode_ints
 from tsdb_lake.compaction.rollup import merge_rollup, points_to_rollup
-from tsdb_lake.compaction.sketches import SKETCH_K, VALUES_MAX, build_sketch, rank_error
+from tsdb_lake.compaction.sketches import SKETCH_K, build_sketch, exact_limit_bytes, rank_error
 from tsdb_lake.format.rollup import FieldInfo
 from tsdb_lake.points import SERIES_ID
 from tsdb_lake.query.aggregate import aggregate, parse_aggs
@@ -152,35 +153,62 @@ def test_empty_buckets_and_all_null_field() -> None:
     assert inc.get_column("c_increase").to_list() == [1.0 + 0.5]  # 1 -> 2 (+1), reset to 0.5 (+0.5)
 
 
-def test_small_buckets_keep_values_large_ones_sketch() -> None:
-    n = 2 * (VALUES_MAX + 1)
+def _hist(blob: bytes | None, wblob: bytes | None) -> list[tuple[float, int]]:
+    assert blob is not None
+    vals = decode_floats(blob)
+    w = decode_ints(wblob) if wblob is not None else np.ones(len(vals), np.int64)
+    return list(zip(vals.tolist(), w.tolist(), strict=True))
+
+
+def test_histograms_exact_and_sketch_only_when_larger() -> None:
+    """Low-cardinality buckets stay exact histograms whatever their size; incompressible ones past k sketch."""
+    rng = np.random.default_rng(3)
+    n = 4 * 3600  # one point a second for 4 hours: 3600 per hour bucket
+    ints = rng.integers(0, 50, n).astype(float)
+    ints[5] = np.nan
+    noise = rng.normal(0, 1, n)
     frame = pl.DataFrame(
         {
             SERIES_ID: pl.Series([7] * n, dtype=pl.UInt64),
-            "time": (np.arange(n) // (VALUES_MAX + 1)) * HOUR + (np.arange(n) % (VALUES_MAX + 1)) * 10**9,
+            "time": np.arange(n, dtype=np.int64) * 10**9,
             "host": ["a"] * n,
-            "g": np.arange(n, dtype=float),
+            "g": ints,
             "i": np.arange(n),
-            "c": np.arange(n, dtype=float),
+            "c": noise,
         }
     )
-    m1 = points_to_rollup(frame, ["host"], FIELDS, MIN, sketches=True)
-    assert m1.get_column("g__sketch").is_null().all() and m1.get_column("g__values").is_not_null().all()
-    h1 = merge_rollup(m1, ["host"], FIELDS, HOUR, sketches=True)
-    assert h1.get_column("g__count").to_list() == [VALUES_MAX + 1, VALUES_MAX + 1]
-    assert h1.get_column("g__sketch").is_not_null().all() and h1.get_column("g__values").is_null().all()
-    unsketched = merge_rollup(m1, ["host"], FIELDS, HOUR, sketches=False)
-    assert unsketched.get_column("g__values").list.len().to_list() == [VALUES_MAX + 1] * 2
+    fields = {"g": FieldInfo("float64"), "c": FieldInfo("float64")}
+    m1 = points_to_rollup(frame, ["host"], fields, MIN, sketches=False)
+    assert m1.get_column("g__sketch").is_null().all() and m1.get_column("c__sketch").is_null().all()
+    h1 = merge_rollup(m1, ["host"], fields, HOUR, sketches=True)
+    # integers 0..49: 50 distinct values with weights summing to the non-NaN count
+    for i, (vb, wb) in enumerate(zip(h1["g__values"], h1["g__weights"], strict=True)):
+        hist = _hist(vb, wb)
+        expect = np.unique(ints[i * 3600 : (i + 1) * 3600], return_counts=True)
+        keep = ~np.isnan(expect[0])
+        assert hist == list(zip(expect[0][keep].tolist(), expect[1][keep].tolist(), strict=True))
+    assert h1.get_column("g__sketch").is_null().all()
+    assert (h1["g__values"].bin.size() < exact_limit_bytes()).all()
+    # 3600 distinct normal values do not compress below 8k bytes: sketches, exact values dropped
+    assert h1.get_column("c__sketch").is_not_null().all() and h1.get_column("c__values").is_null().all()
+    unsketched = merge_rollup(m1, ["host"], fields, HOUR, sketches=False)
+    assert unsketched.get_column("c__sketch").is_null().all()
+    assert unsketched["c__weights"].is_null().all()  # every value distinct: no weights blob
+    assert [len(decode_floats(b)) for b in unsketched["c__values"]] == [3600] * 4
+    # a sketch among the inputs makes the merged bucket a sketch
+    day = merge_rollup(h1, ["host"], fields, 24 * HOUR, sketches=False)
+    assert day["c__sketch"].is_not_null().all() and day["g__sketch"].is_null().all()
+    assert build_sketch(None, [day["c__sketch"][0]]).n == n
 
 
-@pytest.mark.parametrize("dist", ["normal", "lognormal", "integers"])
+@pytest.mark.parametrize("dist", ["normal", "lognormal", "uniform"])
 def test_sketch_quantiles_within_rank_error(dist: str) -> None:
     rng = np.random.default_rng(11)
     n = 40_000
     values = {
         "normal": rng.normal(0, 1, n),
         "lognormal": rng.lognormal(0, 2, n),
-        "integers": rng.integers(0, 100, n).astype(float),
+        "uniform": rng.uniform(0, 100, n),
     }[dist]
     frame = pl.DataFrame(
         {

@@ -14,6 +14,7 @@ pa.py_buffer(data)])``, or ``pa.binary()`` with ``offsets.astype(np.int32)`` whi
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -135,7 +136,7 @@ def _run(codec: int, u: np.ndarray, offsets: np.ndarray, parallel: bool) -> tupl
         bounds = [0, *sorted(set(min(max(c, 0), m) for c in cuts)), m]
         futures = [
             _pool().submit(encode_range, codec, u, off, scratch, starts, lens, lo, hi)
-            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            for lo, hi in itertools.pairwise(bounds)
             if hi > lo
         ]
         for fut in futures:

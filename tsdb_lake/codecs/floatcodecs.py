@@ -36,8 +36,8 @@ from tsdb_lake.codecs.intpack import (
 )
 
 __all__ = [
-    "MAX_EXP",
     "CLOSE_SHIFT",
+    "MAX_EXP",
     "MAX_RUN",
     "TOP",
     "alp_candidates",
@@ -170,7 +170,9 @@ def alp_max_bits(n: int) -> int:
 
 
 @njit(cache=True)
-def _sample_cost(sample: np.ndarray, e: int, f: int, ds: np.ndarray, scratch: np.ndarray) -> tuple[int, int, int]:
+def _sample_cost(
+    sample: np.ndarray, e: int, f: int, ds: np.ndarray, scratch: np.ndarray
+) -> tuple[int, int, int]:
     """Estimated bits of ``(e, f)`` on ``sample``: ``(cost, inexact in-range values, finite out-of-range values)``.
 
     Per value: bits of ``|d - median(d)|`` (what delta / frame-of-reference packing with patched outliers
@@ -227,10 +229,10 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
         sample[j] = vals[(j * n) // k]
     ds = np.empty(k, np.int64)
     scratch = np.empty(1, np.float64)
-    best_c = np.int64(1) << 62
+    best_c: int = 1 << 62
     best_e = 0
     best_f = 0
-    sec_c = np.int64(1) << 62
+    sec_c: int = 1 << 62
     sec_e = 0
     sec_f = 0
     cost0 = 0

@@ -92,6 +92,29 @@ def pfor_stream_cost(u: np.ndarray) -> int:
 
 
 @njit(cache=True)
+def _pack(words: np.ndarray, pos: int, u: np.ndarray, s: int, n: int, w: int) -> int:
+    """Append the low ``w`` (1..64) bits of ``u[s:s+n]`` at ``pos``, keeping the current word in a register.
+
+    Same bits as ``n`` calls of :func:`put`; the words at and after ``pos`` must be zero beyond ``pos``.
+    """
+    mask = ALL_ONES >> U64(64 - w)
+    wi = pos >> 6
+    off = pos & 63
+    acc = words[wi]
+    for i in range(s, s + n):
+        v = u[i] & mask
+        acc |= v << U64(off)
+        off += w
+        if off >= 64:
+            words[wi] = acc
+            wi += 1
+            off -= 64
+            acc = v >> U64(w - off) if off > 0 else U64(0)
+    words[wi] = acc
+    return pos + n * w
+
+
+@njit(cache=True)
 def pfor_write(words: np.ndarray, pos: int, u: np.ndarray) -> int:
     """Append ``u`` (uint64) as PFOR blocks; return the new bit position."""
     m = u.shape[0]
@@ -113,9 +136,7 @@ def pfor_write(words: np.ndarray, pos: int, u: np.ndarray) -> int:
         if nexc > 0:
             pos = put(words, pos, U64(ew - 1), 6)
         if w > 0:
-            mask = ALL_ONES >> U64(64 - w)
-            for i in range(s, s + n):
-                pos = put(words, pos, u[i] & mask, w)
+            pos = _pack(words, pos, u, s, n, w)
         if nexc > 0:
             for i in range(s, s + n):
                 if bitlen(u[i]) > w:

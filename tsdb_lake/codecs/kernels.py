@@ -102,7 +102,7 @@ def encode_int_blob(codec: int, x: np.ndarray) -> np.ndarray:
 @njit(cache=True)
 def blob_max_bits(codec: int, n: int) -> int:
     """Upper bound of the bits of a blob of ``n`` values with ``codec`` (0 = adaptive: never above raw)."""
-    if codec == C_TIMESTAMP or codec == C_INT64:
+    if codec in (C_TIMESTAMP, C_INT64):
         return _HEADER_BITS + ints_max_bits(n)
     if codec == C_GORILLA:
         return _HEADER_BITS + gorilla_max_bits(n)
@@ -200,7 +200,7 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
         if rb <= best:
             best = rb
             pre = C_RLE
-    alp = np.int64(1) << 62
+    alp: int = 1 << 62
     alp_w = new_words(0)
     alp_pos = 0
     if n > 0 and best > _alp_floor(n):

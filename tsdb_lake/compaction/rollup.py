@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+from numba import njit
 
 from tsdb_lake.catalog import (
     Action,
@@ -43,7 +45,7 @@ from tsdb_lake.catalog import (
     SourceRange,
     TierSpec,
 )
-from tsdb_lake.compaction.sketches import SKETCH_K, VALUES_MAX, merge_state
+from tsdb_lake.compaction.sketches import SKETCH_K, merge_state_columns, state_columns, state_from_points
 from tsdb_lake.errors import CommitConflictError, TsdbLakeError
 from tsdb_lake.format.rollup import (
     ROLLUP_FORMAT_VERSION,
@@ -77,8 +79,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 HOUR_NS = 3_600_000_000_000
 RAW = "raw"
-_B = "_bucket"
-_SK_LIST = "_sketches"
 
 
 # ---------------------------------------------------------------------------------------------- pure math
@@ -124,49 +124,207 @@ def boundary_deltas(frame: pl.DataFrame, fields: Sequence[str], keys: Sequence[s
     )
 
 
-def _min_max(e: pl.Expr, kind: str) -> pl.Expr:
-    non_nan = e.filter(~e.cast(pl.Float64).is_nan())
-    return pl.coalesce(non_nan.min(), e.min()) if kind == "min" else pl.coalesce(non_nan.max(), e.max())
+@njit(cache=True)
+def _agg_points(
+    v: np.ndarray, valid: np.ndarray, t: np.ndarray, off: np.ndarray, counter: bool
+) -> tuple[np.ndarray, ...]:
+    """Per segment ``[off[i], off[i+1])`` of points: count, sum, min, max, first, last (+ times), sumsq, increase.
+
+    ``valid`` marks non-null values; the mask arrays (``has``, ``has_min``) say where min / max / first /
+    last are defined (count > 0).
+    """
+    m = off.shape[0] - 1
+    count = np.zeros(m, np.int64)
+    total = np.zeros(m, v.dtype)
+    vmin = np.zeros(m, v.dtype)
+    vmax = np.zeros(m, v.dtype)
+    first = np.zeros(m, v.dtype)
+    last = np.zeros(m, v.dtype)
+    first_t = np.zeros(m, np.int64)
+    last_t = np.zeros(m, np.int64)
+    sumsq = np.zeros(m)
+    inc = np.zeros(m)
+    for i in range(m):
+        n = 0
+        acc = total[i]
+        sq = 0.0
+        ic = 0.0
+        lo = v[0]
+        hi = v[0]
+        seen_num = False
+        any_nan = False
+        prev = 0.0
+        for j in range(off[i], off[i + 1]):
+            if not valid[j]:
+                continue
+            x = v[j]
+            xf = float(x)
+            if n == 0:
+                first[i] = x
+                first_t[i] = t[j]
+            elif counter:
+                d = xf - prev
+                ic += xf if d < 0 else d
+            last[i] = x
+            last_t[i] = t[j]
+            prev = xf
+            n += 1
+            acc += x
+            sq += xf * xf
+            if xf != xf:
+                any_nan = True
+            elif not seen_num:
+                lo = x
+                hi = x
+                seen_num = True
+            else:
+                if x < lo:
+                    lo = x
+                if x > hi:
+                    hi = x
+        count[i] = n
+        total[i] = acc
+        sumsq[i] = sq
+        inc[i] = ic
+        if seen_num:
+            vmin[i] = lo
+            vmax[i] = hi
+        elif any_nan:
+            vmin[i] = np.nan
+            vmax[i] = np.nan
+    return count, total, vmin, vmax, first, first_t, last, last_t, sumsq, inc
 
 
-def _finish_state(
-    frame: pl.DataFrame, fields: Mapping[str, FieldInfo], *, sketches: bool, k: int, carry: bool
-) -> pl.DataFrame:
-    """Turn per-bucket ``values`` (+ ``_sketches`` lists when ``carry``) into values-or-sketch columns."""
-    updates = []
-    for f in fields:
-        vals_name, sk_name = col(f, "values"), col(f, "sketch")
-        counts = frame.get_column(col(f, "count")).to_numpy()
-        has_sk = (
-            frame.get_column(f"{_SK_LIST}__{f}").list.len().fill_null(0).to_numpy() > 0
-            if carry
-            else np.zeros(frame.height, bool)
-        )
-        need = has_sk | ((counts > VALUES_MAX) if sketches else np.zeros(frame.height, bool))
-        if not need.any():
-            updates.append(frame.get_column(vals_name))
-            updates.append(pl.Series(sk_name, [None] * frame.height, pl.Binary))
-            continue
-        lists = frame.get_column(vals_name)
-        lengths = lists.list.len().fill_null(0).cast(pl.Int64).to_numpy()
-        offsets = np.concatenate((np.zeros(1, np.int64), np.cumsum(lengths)))
-        flat = lists.list.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
-        sk_lists = frame.get_column(f"{_SK_LIST}__{f}").to_list() if carry else None
-        blobs: list[bytes | None] = [None] * frame.height
-        keep = np.ones(frame.height, bool)
-        for i in np.flatnonzero(need).tolist():
-            parts = [b for b in (sk_lists[i] or [])] if sk_lists is not None else []
-            _, blob = merge_state(flat[offsets[i] : offsets[i + 1]], parts, keep_values=False, k=k)
-            blobs[i] = blob
-            keep[i] = False
-        values = frame.get_column(vals_name)
-        updates.append(
-            pl.select(pl.when(pl.Series(keep)).then(values).otherwise(None).alias(vals_name)).to_series()
-        )
-        updates.append(pl.Series(sk_name, blobs, pl.Binary))
-    out = frame.with_columns(updates)
-    if carry:
-        out = out.drop([f"{_SK_LIST}__{f}" for f in fields])
+@njit(cache=True)
+def _agg_rows(
+    count: np.ndarray,
+    total: np.ndarray,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    first: np.ndarray,
+    first_t: np.ndarray,
+    last: np.ndarray,
+    last_t: np.ndarray,
+    sumsq: np.ndarray,
+    inc: np.ndarray,
+    has_min: np.ndarray,
+    has_first: np.ndarray,
+    off: np.ndarray,
+    counter: bool,
+) -> tuple[np.ndarray, ...]:
+    """Merge bucket rows per segment: sums add, min / max ignore NaN, first / last by row order, increase adds
+    the in-row increases and the boundary deltas between consecutive rows that hold values."""
+    m = off.shape[0] - 1
+    o_count = np.zeros(m, np.int64)
+    o_total = np.zeros(m, total.dtype)
+    o_min = np.zeros(m, vmin.dtype)
+    o_max = np.zeros(m, vmax.dtype)
+    o_hmin = np.zeros(m, np.bool_)
+    o_first = np.zeros(m, first.dtype)
+    o_last = np.zeros(m, last.dtype)
+    o_ft = np.zeros(m, np.int64)
+    o_lt = np.zeros(m, np.int64)
+    o_hfirst = np.zeros(m, np.bool_)
+    o_sq = np.zeros(m)
+    o_inc = np.zeros(m)
+    for i in range(m):
+        seen_num = False
+        any_min = False
+        have_prev = False
+        prev = 0.0
+        for j in range(off[i], off[i + 1]):
+            o_count[i] += count[j]
+            o_total[i] += total[j]
+            o_sq[i] += sumsq[j]
+            if counter:
+                o_inc[i] += inc[j]
+            if has_min[j]:
+                any_min = True
+                lo = vmin[j]
+                hi = vmax[j]
+                if float(lo) == float(lo):
+                    if not seen_num:
+                        o_min[i] = lo
+                        o_max[i] = hi
+                        seen_num = True
+                    else:
+                        if lo < o_min[i]:
+                            o_min[i] = lo
+                        if hi > o_max[i]:
+                            o_max[i] = hi
+            if has_first[j]:
+                if not o_hfirst[i]:
+                    o_first[i] = first[j]
+                    o_ft[i] = first_t[j]
+                    o_hfirst[i] = True
+                elif counter and have_prev:
+                    d = float(first[j]) - prev
+                    o_inc[i] += float(first[j]) if d < 0 else d
+                o_last[i] = last[j]
+                o_lt[i] = last_t[j]
+                prev = float(last[j])
+                have_prev = True
+        if any_min:
+            o_hmin[i] = True
+            if not seen_num:
+                o_min[i] = np.nan
+                o_max[i] = np.nan
+    return o_count, o_total, o_min, o_max, o_first, o_ft, o_last, o_lt, o_sq, o_inc, o_hmin, o_hfirst
+
+
+def _np(s: pl.Series, dtype: Any, fill: Any = 0) -> np.ndarray:
+    return np.ascontiguousarray(s.fill_null(fill).to_numpy(), dtype=dtype)
+
+
+def _masked(name: str, arr: np.ndarray, valid: np.ndarray) -> pl.Series:
+    return pl.Series(name, pa.array(arr, mask=~valid))
+
+
+def _segments(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """Offsets of runs of equal ``keys`` (all the same length, at least one row)."""
+    n = keys[0].shape[0]
+    change = np.zeros(n, bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    return np.append(np.flatnonzero(change), n).astype(np.int64)
+
+
+def _sorted_by_series_time(frame: pl.DataFrame) -> pl.DataFrame:
+    sid = frame.get_column(SERIES_ID).to_numpy()
+    t = frame.get_column(TIME_COLUMN).to_numpy()
+    ok = (sid[1:] > sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] >= t[:-1]))
+    return frame if bool(ok.all()) else frame.sort([SERIES_ID, TIME_COLUMN], maintain_order=True)
+
+
+def _head(
+    frame: pl.DataFrame, labels: Sequence[str], starts: np.ndarray, buckets: np.ndarray
+) -> list[pl.Series]:
+    idx = pl.Series(starts)
+    return [
+        frame.get_column(SERIES_ID).gather(idx),
+        *[frame.get_column(label).gather(idx) for label in labels],
+        pl.Series(TIME_COLUMN, buckets[starts]),
+    ]
+
+
+def _field_series(
+    f: str, info: FieldInfo, res: tuple[np.ndarray, ...], has: np.ndarray, has_min: np.ndarray
+) -> list[pl.Series]:
+    count, total, vmin, vmax, first, first_t, last, last_t, sumsq, inc = res[:10]
+    out = [
+        pl.Series(col(f, "count"), count),
+        pl.Series(col(f, "sum"), total),
+        _masked(col(f, "min"), vmin, has_min),
+        _masked(col(f, "max"), vmax, has_min),
+        _masked(col(f, "first"), first, has),
+        _masked(col(f, "first_time"), first_t, has),
+        _masked(col(f, "last"), last, has),
+        _masked(col(f, "last_time"), last_t, has),
+        pl.Series(col(f, "sumsq"), sumsq),
+    ]
+    if info.counter:
+        out.append(pl.Series(col(f, "increase"), inc))
     return out
 
 
@@ -179,46 +337,29 @@ def points_to_rollup(
     sketches: bool = True,
     k: int = SKETCH_K,
 ) -> pl.DataFrame:
-    """Bucket rows of a point frame sorted by (series, time) — the 1m tier from raw points.
+    """Bucket rows of a point frame (the 1m tier from raw points); sorted by (series, time) if it is not.
 
-    ``sketches=False`` keeps exact values in every bucket whatever its size.
+    ``sketches=False`` keeps exact histograms in every bucket whatever their size.
     """
     if points.height == 0:
         return empty_rollup_frame(labels, fields)
-    frame = points.with_columns((pl.col(TIME_COLUMN) // bucket_ns * bucket_ns).alias(_B))
-    counters = [f for f, i in fields.items() if i.counter]
-    if counters:
-        frame = frame.with_columns(
-            [
-                pl.when(_prev_in_group(pl.col(f), [SERIES_ID, _B]).is_null())
-                .then(0.0)
-                .otherwise(_reset_delta(_prev_in_group(pl.col(f), [SERIES_ID, _B]), pl.col(f)))
-                .alias(f"_inc__{f}")
-                for f in counters
-            ]
-        )
-    t = pl.col(TIME_COLUMN)
-    exprs: list[pl.Expr] = [pl.col(label).first() for label in labels]
+    points = _sorted_by_series_time(points)
+    t = _np(points.get_column(TIME_COLUMN), np.int64)
+    buckets = t // bucket_ns * bucket_ns
+    off = _segments([points.get_column(SERIES_ID).to_numpy(), buckets])
+    cols = _head(points, labels, off[:-1], buckets)
     for f, info in fields.items():
-        v = pl.col(f)
-        f64 = v.cast(pl.Float64)
-        exprs += [
-            v.count().cast(pl.Int64).alias(col(f, "count")),
-            v.sum().alias(col(f, "sum")),
-            _min_max(v, "min").alias(col(f, "min")),
-            _min_max(v, "max").alias(col(f, "max")),
-            v.drop_nulls().first().alias(col(f, "first")),
-            t.filter(v.is_not_null()).first().alias(col(f, "first_time")),
-            v.drop_nulls().last().alias(col(f, "last")),
-            t.filter(v.is_not_null()).last().alias(col(f, "last_time")),
-            (f64 * f64).sum().alias(col(f, "sumsq")),
-            f64.drop_nulls().alias(col(f, "values")),
-        ]
-        if info.counter:
-            exprs.append(pl.col(f"_inc__{f}").sum().cast(pl.Float64).alias(col(f, "increase")))
-    out = frame.group_by([SERIES_ID, _B], maintain_order=True).agg(exprs).rename({_B: TIME_COLUMN})
-    out = _finish_state(out, fields, sketches=sketches, k=k, carry=False)
-    return _conform(out, labels, fields)
+        s = points.get_column(f)
+        is_int = info.dtype == "int64"
+        valid = s.is_not_null().to_numpy()
+        v = _np(s, np.int64 if is_int else np.float64)
+        res = _agg_points(v, valid, t, off, info.counter)
+        has = res[0] > 0
+        cols += _field_series(f, info, res, has, has)
+        hist = state_from_points(v.astype(np.float64) if is_int else v, valid, off)
+        names = (col(f, "values"), col(f, "weights"), col(f, "sketch"))
+        cols += state_columns(hist, names, allow_sketch=sketches, k=k)
+    return _conform(pl.DataFrame(cols), labels, fields)
 
 
 def merge_rollup(
@@ -233,37 +374,36 @@ def merge_rollup(
     """Merge bucket rows (any finer width dividing ``bucket_ns``) into ``bucket_ns`` buckets (1h from 1m)."""
     if rows.height == 0:
         return empty_rollup_frame(labels, fields)
-    frame = rows.sort([SERIES_ID, TIME_COLUMN]).with_columns(
-        (pl.col(TIME_COLUMN) // bucket_ns * bucket_ns).alias(_B)
-    )
-    counters = [f for f, i in fields.items() if i.counter]
-    if counters:
-        frame = boundary_deltas(frame, counters, [SERIES_ID, _B])
-    exprs: list[pl.Expr] = [pl.col(label).first() for label in labels]
+    rows = _sorted_by_series_time(rows)
+    t = _np(rows.get_column(TIME_COLUMN), np.int64)
+    buckets = t // bucket_ns * bucket_ns
+    off = _segments([rows.get_column(SERIES_ID).to_numpy(), buckets])
+    cols = _head(rows, labels, off[:-1], buckets)
     for f, info in fields.items():
-        c = lambda part, f=f: pl.col(col(f, part))  # noqa: E731
-        exprs += [
-            c("count").sum().alias(col(f, "count")),
-            c("sum").sum().alias(col(f, "sum")),
-            _min_max(c("min"), "min").alias(col(f, "min")),
-            _min_max(c("max"), "max").alias(col(f, "max")),
-            c("first").drop_nulls().first().alias(col(f, "first")),
-            c("first_time").drop_nulls().first().alias(col(f, "first_time")),
-            c("last").drop_nulls().last().alias(col(f, "last")),
-            c("last_time").drop_nulls().last().alias(col(f, "last_time")),
-            c("sumsq").sum().alias(col(f, "sumsq")),
-            c("values").list.explode(keep_nulls=False, empty_as_null=False).alias(col(f, "values")),
-            c("sketch").drop_nulls().alias(f"{_SK_LIST}__{f}"),
-        ]
-        if info.counter:
-            exprs.append(
-                (c("increase").sum() + pl.col(f"_cross__{f}").sum())
-                .cast(pl.Float64)
-                .alias(col(f, "increase"))
-            )
-    out = frame.group_by([SERIES_ID, _B], maintain_order=True).agg(exprs).rename({_B: TIME_COLUMN})
-    out = _finish_state(out, fields, sketches=sketches, k=k, carry=True)
-    return _conform(out, labels, fields)
+        dt = np.int64 if info.dtype == "int64" else np.float64
+        c = lambda part, f=f: rows.get_column(col(f, part))  # noqa: E731
+        has_min = c("min").is_not_null().to_numpy()
+        has_first = c("first").is_not_null().to_numpy()
+        inc = _np(c("increase"), np.float64) if info.counter else np.zeros(rows.height)
+        res = _agg_rows(
+            _np(c("count"), np.int64),
+            _np(c("sum"), dt),
+            _np(c("min"), dt),
+            _np(c("max"), dt),
+            _np(c("first"), dt),
+            _np(c("first_time"), np.int64),
+            _np(c("last"), dt),
+            _np(c("last_time"), np.int64),
+            _np(c("sumsq"), np.float64),
+            inc,
+            has_min,
+            has_first,
+            off,
+            info.counter,
+        )
+        cols += _field_series(f, info, res, res[11], res[10])
+        cols += merge_state_columns(c("values"), c("weights"), c("sketch"), off, allow_sketch=sketches, k=k)
+    return _conform(pl.DataFrame(cols), labels, fields)
 
 
 def _conform(frame: pl.DataFrame, labels: Sequence[str], fields: Mapping[str, FieldInfo]) -> pl.DataFrame:

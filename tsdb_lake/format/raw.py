@@ -25,6 +25,8 @@ the catalog.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow._parquet import ParquetReader
 
 from tsdb_lake import codecs
 from tsdb_lake.errors import BackendReadError, CorruptBlockError
@@ -141,7 +144,9 @@ def _binary_array(data: np.ndarray, offsets: np.ndarray, present: np.ndarray | N
     if present is not None and not bool(present.all()):
         validity = pa.py_buffer(np.packbits(present, bitorder="little"))
         nulls = int(m - np.count_nonzero(present))
-    return pa.Array.from_buffers(arrow_type, m, [validity, pa.py_buffer(off), pa.py_buffer(data)], null_count=nulls)
+    return pa.Array.from_buffers(
+        arrow_type, m, [validity, pa.py_buffer(off), pa.py_buffer(data)], null_count=nulls
+    )
 
 
 def encode_chunks(
@@ -199,7 +204,9 @@ def _encode_field(frame: pl.DataFrame, name: str, dtype: str, offsets: np.ndarra
     np_dtype = np.int64 if dtype == "int64" else np.float64
     has_nulls = series.null_count() > 0
     filled = series.fill_null(0) if has_nulls else series
-    values = np.ascontiguousarray(filled.cast(pl.Int64 if dtype == "int64" else pl.Float64).to_numpy(), np_dtype)
+    values = np.ascontiguousarray(
+        filled.cast(pl.Int64 if dtype == "int64" else pl.Float64).to_numpy(), np_dtype
+    )
     bitmaps = pa.nulls(nchunks, pa.binary())
     if has_nulls:
         valid = ~series.is_null().to_numpy()
@@ -312,6 +319,20 @@ def _file_info(
     return info
 
 
+#: Parsed footers of raw files by (storage uri, key): data files are immutable and uniquely named, so a
+#: footer never goes stale; bounded so a long-lived process does not grow without limit.
+_FOOTERS: OrderedDict[tuple[str, str], tuple[Any, pa.Schema, dict[str, int]]] = OrderedDict()
+_FOOTERS_LIMIT = 1024
+_FOOTERS_LOCK = threading.Lock()
+
+
+def _remember_footer(cache_key: tuple[str, str], footer: tuple[Any, pa.Schema, dict[str, int]]) -> None:
+    with _FOOTERS_LOCK:
+        _FOOTERS[cache_key] = footer
+        while len(_FOOTERS) > _FOOTERS_LIMIT:
+            _FOOTERS.popitem(last=False)
+
+
 def _row_groups(meta: Any, names: list[str], start: int | None, end: int | None) -> list[int]:
     """Row groups whose ``_t_min`` / ``_t_max`` statistics may overlap ``[start, end)`` (all without stats)."""
     groups = list(range(meta.num_row_groups))
@@ -373,14 +394,21 @@ def read_chunks(
     """
     try:
         with storage.arrow_fs().open_input_file(storage.arrow_path(key)) as source:
-            pf = pq.ParquetFile(source, pre_buffer=False)
-            names = pf.schema_arrow.names
-            wanted = [c for c in dict.fromkeys(columns) if c in names]
-            groups = _row_groups(pf.metadata, names, start, end)
+            cache_key = (storage.uri, key)
+            footer = _FOOTERS.get(cache_key)
+            reader = ParquetReader()
+            reader.open(source, metadata=footer[0] if footer else None, pre_buffer=False)
+            if footer is None:
+                arrow_schema = reader.schema_arrow
+                footer = (reader.metadata, arrow_schema, {n: i for i, n in enumerate(arrow_schema.names)})
+                _remember_footer(cache_key, footer)
+            meta, arrow_schema, index = footer
+            wanted = [c for c in dict.fromkeys(columns) if c in index]
+            groups = _row_groups(meta, arrow_schema.names, start, end)
             if groups:
-                table = pf.read_row_groups(groups, columns=wanted, use_threads=False)
+                table = reader.read_row_groups(groups, column_indices=[index[c] for c in wanted], use_threads=False)
             else:
-                table = pf.schema_arrow.empty_table().select(wanted)
+                table = arrow_schema.empty_table().select(wanted)
     except FileNotFoundError as exc:
         raise BackendReadError(f"data file {key} is missing from storage", retryable=False) from exc
     except (pa.ArrowInvalid, OSError) as exc:

@@ -16,7 +16,8 @@ column                   Parquet / Arrow type       meaning
 ``f__last`` / ``_time``  f's type / timestamp       value (and time) at the latest timestamp holding a value
 ``f__sumsq``             float64                    sum of squares (NaN propagates)
 ``f__increase``          float64                    counters only: reset-aware increase *inside* the bucket
-``f__values``            list<float64>              exact values (count <= VALUES_MAX), else null
+``f__values``            binary                     exact histogram: encode_floats(sorted distinct non-NaN values)
+``f__weights``           binary                     encode_ints(their multiplicities); null when all are 1
 ``f__sketch``            binary                     serialised kll_doubles_sketch of the non-NaN values, or null
 =======================  =========================  ===========================================================
 
@@ -37,7 +38,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tsdb_lake.compaction.sketches import SKETCH_K, VALUES_MAX
+from tsdb_lake.codecs import encode_floats
+from tsdb_lake.compaction.sketches import SKETCH_K, exact_limit_bytes
 from tsdb_lake.errors import BackendReadError, CorruptBlockError
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID
@@ -70,11 +72,13 @@ PARTS = (
     "sumsq",
     "increase",
     "values",
+    "weights",
     "sketch",
 )
 _TIME_PARTS = ("first_time", "last_time")
 _VALUE_PARTS = ("sum", "min", "max", "first", "last")
 _UTC_NS = pa.timestamp("ns", tz="UTC")
+_EMPTY_VALUES = encode_floats(np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,7 @@ def _pl_type(f_dtype: str, part: str) -> pl.DataType:
         return pl.Int64()
     if part in _VALUE_PARTS:
         return pl.Int64() if f_dtype == "int64" else pl.Float64()
-    if part == "values":
-        return pl.List(pl.Float64())
-    if part == "sketch":
+    if part in ("values", "weights", "sketch"):
         return pl.Binary()
     return pl.Float64()
 
@@ -155,9 +157,7 @@ def _to_arrow(frame: pl.DataFrame, labels: Sequence[str], fields: Mapping[str, F
             arr = arr.cast(pa.int64()).cast(_UTC_NS)
         elif name in labels:
             arr = arr.cast(pa.string())
-        elif name.endswith("__values"):
-            arr = arr.cast(pa.list_(pa.float64()))
-        elif name.endswith("__sketch"):
+        elif name.endswith(("__values", "__weights", "__sketch")):
             arr = arr.cast(pa.binary())
         arrays.append(arr)
         names.append(name)
@@ -186,7 +186,8 @@ def write_rollup_file(
         "tsdb_lake.bucket_ns": str(bucket_ns),
         "tsdb_lake.sketch": "kll_doubles_sketch",
         "tsdb_lake.sketch_k": str(sketch_k),
-        "tsdb_lake.values_max": str(VALUES_MAX),
+        "tsdb_lake.quantile_state": "histogram+kll",
+        "tsdb_lake.exact_limit_bytes": str(exact_limit_bytes(sketch_k)),
         "tsdb_lake.labels": json.dumps(list(labels)),
         "tsdb_lake.fields": json.dumps(
             {f: {"dtype": i.dtype, "counter": i.counter} for f, i in fields.items()}
@@ -194,12 +195,17 @@ def write_rollup_file(
         "tsdb_lake.lineage": json.dumps(dict(lineage), sort_keys=True),
     }
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    # Measured on TSBS and NAB: dictionaries for labels, values and the small quantile blobs (they repeat);
+    # delta encoding for the sorted / regular timestamps. pyarrow falls back to plain when a dictionary grows.
+    delta_cols = [c for c in table.column_names if c == TIME_COLUMN or c.endswith(_TIME_PARTS)]
+    dict_cols = [c for c in table.column_names if c not in delta_cols]
     with storage.open_output(key) as sink:
         pq.write_table(
             table,
             sink,
             compression="zstd",
-            use_dictionary=[*labels],  # type: ignore[arg-type]
+            use_dictionary=dict_cols,  # type: ignore[arg-type]
+            column_encoding={c: "DELTA_BINARY_PACKED" for c in delta_cols},
             write_statistics=[SERIES_ID, TIME_COLUMN, *labels],
             row_group_size=128 * 1024,
             coerce_timestamps=None,
@@ -302,7 +308,7 @@ def read_rollup(
         elif c.endswith("__count"):
             out.append(pl.Series(c, np.zeros(n, np.int64)))
         elif c.endswith("__values"):
-            out.append(pl.Series(c, [[] for _ in range(n)], t))
+            out.append(pl.Series(c, [_EMPTY_VALUES] * n, t))
         elif c.endswith(("__sum", "__sumsq")):
             out.append(pl.Series(c, np.zeros(n), pl.Float64).cast(t))
         else:

@@ -76,8 +76,13 @@ def _with_increases(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
         prev = pl.col(f).shift(1).over(SERIES_ID)
         delta = pl.col(f) - prev
         exprs.append(
-            pl.when(prev.is_null()).then(0.0).when(delta < 0).then(pl.col(f)).otherwise(delta)
-            .cast(pl.Float64).alias(_increase_column(f))
+            pl.when(prev.is_null())
+            .then(0.0)
+            .when(delta < 0)
+            .then(pl.col(f))
+            .otherwise(delta)
+            .cast(pl.Float64)
+            .alias(_increase_column(f))
         )
     return frame.with_columns(exprs)
 
@@ -155,7 +160,9 @@ def aggregate(
     return result.select(ordered)
 
 
-def _fill(result: pl.DataFrame, keys: Sequence[str], every: int, start: int, end: int, fill: str) -> pl.DataFrame:
+def _fill(
+    result: pl.DataFrame, keys: Sequence[str], every: int, start: int, end: int, fill: str
+) -> pl.DataFrame:
     first = start // every * every
     buckets = pl.DataFrame({BUCKET: pl.int_range(first, end, every, dtype=pl.Int64, eager=True)})
     if keys:
@@ -170,10 +177,14 @@ def _fill(result: pl.DataFrame, keys: Sequence[str], every: int, start: int, end
         return filled
     over = list(keys) or None
     if fill == "previous":
-        exprs = [pl.col(c).forward_fill().over(over) if over else pl.col(c).forward_fill() for c in value_cols]
+        exprs = [
+            pl.col(c).forward_fill().over(over) if over else pl.col(c).forward_fill() for c in value_cols
+        ]
     else:
         exprs = [
-            pl.col(c).cast(pl.Float64).interpolate().over(over) if over else pl.col(c).cast(pl.Float64).interpolate()
+            pl.col(c).cast(pl.Float64).interpolate().over(over)
+            if over
+            else pl.col(c).cast(pl.Float64).interpolate()
             for c in value_cols
         ]
     return filled.sort([*keys, BUCKET]).with_columns(exprs)

@@ -80,10 +80,20 @@ def _read_files(
     end: int,
     matchers: Sequence[Matcher],
     explain: Explain,
+    labels: Sequence[str],
 ) -> tuple[pa.Table, np.ndarray, int]:
     """The chunk rows of ``files`` that may hold matching points, each row's data sequence number and how
     many files contributed rows."""
-    columns = [SERIES_ID, *schema.labels, T_MIN, T_MAX, COUNT, TIME_BLOB, *chunk_columns_for(fields, stats=False)]
+    read_labels = [lb for lb in schema.labels if lb in labels or any(m.label == lb for m in matchers)]
+    columns = [
+        SERIES_ID,
+        *read_labels,
+        T_MIN,
+        T_MAX,
+        COUNT,
+        TIME_BLOB,
+        *chunk_columns_for(fields, stats=False),
+    ]
 
     def one(f: Any) -> pa.Table:
         return read_chunks(storage, f.path, columns, start=start, end=end)
@@ -132,18 +142,24 @@ def _sorted_chunks(chunks: pa.Table, seqs: np.ndarray) -> tuple[pa.Table, np.nda
 
 def _ranges_overlap(chunks: pa.Table, extra: Sequence[pl.DataFrame]) -> bool:
     """Whether memtable frames overlap each other or the file chunks in (series, time)."""
-    parts = [
-        pl.DataFrame(
-            {
-                SERIES_ID: pl.Series(np.asarray(chunks.column(SERIES_ID), np.uint64)),
-                "lo": pl.Series(np.asarray(chunks.column(T_MIN), np.int64)),
-                "hi": pl.Series(np.asarray(chunks.column(T_MAX), np.int64)),
-            }
-        )
-    ] if chunks.num_rows else []
+    parts = (
+        [
+            pl.DataFrame(
+                {
+                    SERIES_ID: pl.Series(np.asarray(chunks.column(SERIES_ID), np.uint64)),
+                    "lo": pl.Series(np.asarray(chunks.column(T_MIN), np.int64)),
+                    "hi": pl.Series(np.asarray(chunks.column(T_MAX), np.int64)),
+                }
+            )
+        ]
+        if chunks.num_rows
+        else []
+    )
     for fr in extra:
         parts.append(
-            fr.group_by(SERIES_ID).agg(pl.col(TIME_COLUMN).min().alias("lo"), pl.col(TIME_COLUMN).max().alias("hi"))
+            fr.group_by(SERIES_ID).agg(
+                pl.col(TIME_COLUMN).min().alias("lo"), pl.col(TIME_COLUMN).max().alias("hi")
+            )
         )
         if fr.select(pl.struct(SERIES_ID, TIME_COLUMN).is_duplicated().any()).item():
             return True
@@ -175,16 +191,22 @@ def read_points(
     buffered: Iterable[pa.Table],
     explain: Explain,
     ids: SeriesIdCache | None = None,
+    *,
+    labels: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """All points of the metric in ``[start, end)`` matching ``matchers``, for ``fields``, merged and sorted.
 
-    Columns: ``_series_id``, ``time``, the schema's labels, ``fields``. Chunks of all files decode in one
+    Columns: ``_series_id``, ``time``, the schema's labels (only those in ``labels`` when given: a query that
+    groups by a few labels, or none, need not materialise the others per point), ``fields``. Chunks of all files decode in one
     batched call; duplicates are merged (newer data sequence wins per field) only when some series has
     overlapping chunks / memtable points — otherwise ordering the chunks is enough.
     """
+    out_labels = list(schema.labels) if labels is None else [lb for lb in schema.labels if lb in set(labels)]
     files = plan_files(snapshot, tenant, metric, "raw", start, end, matchers, explain)
     explain.files_read += len(files)
-    chunks, seqs, n_files_with_data = _read_files(storage, files, schema, fields, start, end, matchers, explain)
+    chunks, seqs, n_files_with_data = _read_files(
+        storage, files, schema, fields, start, end, matchers, explain, out_labels
+    )
     overlap = False
     if chunks.num_rows:
         chunks, seqs, overlap = _sorted_chunks(chunks, seqs)
@@ -205,7 +227,7 @@ def read_points(
                 )
             )
         extra.append(frame.with_columns(pl.lit(_MEMTABLE_SEQ + i, pl.Int64).alias(SEQ)))
-    columns = [SERIES_ID, TIME_COLUMN, *schema.labels, *fields]
+    columns = [SERIES_ID, TIME_COLUMN, *out_labels, *fields]
     dtypes = {
         SERIES_ID: pl.UInt64,
         TIME_COLUMN: pl.Int64,
@@ -216,7 +238,9 @@ def read_points(
     frames: list[pl.DataFrame] = []
     if chunks.num_rows:
         field_types = {name: schema.fields[name].dtype for name in fields}
-        decoded = decode_chunks(chunks, schema.labels, field_types, key=files[0].path if len(files) == 1 else "?")
+        decoded = decode_chunks(
+            chunks, out_labels, field_types, key=files[0].path if len(files) == 1 else "?"
+        )
         t_lo = int(pc.min(chunks.column(T_MIN)).as_py())
         t_hi = int(pc.max(chunks.column(T_MAX)).as_py())
         if t_lo < start or t_hi >= end:
@@ -228,8 +252,12 @@ def read_points(
         frames.append(decoded)
     frames.extend(extra)
     aligned = [
-        fr.select([pl.col(c).cast(dtypes[c]) if c in fr.columns else pl.lit(None, dtypes[c]).alias(c)
-                   for c in [*columns, SEQ]])
+        fr.select(
+            [
+                pl.col(c).cast(dtypes[c]) if c in fr.columns else pl.lit(None, dtypes[c]).alias(c)
+                for c in [*columns, SEQ]
+            ]
+        )
         for fr in frames
     ]
     if not aligned:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from tsdb_lake.catalog import MetricSchema, Snapshot, TierSpec
 from tsdb_lake.compaction.rollup import boundary_deltas, field_infos, points_to_rollup, rollup_tiers
-from tsdb_lake.compaction.sketches import build_sketch, quantile_from_sketch
+from tsdb_lake.compaction.sketches import quantiles
 from tsdb_lake.errors import InvalidQueryError, TsdbLakeError
 from tsdb_lake.format.rollup import FieldInfo, col, empty_rollup_frame, read_rollup
 from tsdb_lake.model import TIME_COLUMN
@@ -43,6 +43,7 @@ __all__ = ["Part", "aggregate_rollup", "parts_needed", "plan_parts", "run_tiered
 
 RAW = "raw"
 _OUT = "_out"
+_ROWS = "_rows"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def parts_needed(aggs: Sequence[AggSpec]) -> list[str]:
         elif kind == "stddev":
             need |= {"sum", "sumsq", "min", "max"}
         elif kind == "quantile":
-            need |= {"values", "sketch"}
+            need |= {"values", "weights", "sketch"}
         elif kind in ("increase", "rate"):
             need |= {"increase", "first", "last", "first_time", "last_time"}
     return sorted(need)
@@ -285,48 +286,44 @@ def _agg_exprs(fields: Sequence[str], spec: AggSpec, every: int) -> list[pl.Expr
             inc = c("increase").sum() + pl.col(f"_cross__{f}").sum()
             out.append((inc if kind == "increase" else inc / (every / 1e9)).cast(pl.Float64).alias(name))
         elif kind == "quantile":
-            assert spec.quantile is not None
-            vals = c("values").list.explode(keep_nulls=False, empty_as_null=False)
-            out += [
-                vals.quantile(spec.quantile, interpolation="linear").alias(name),
-                c("sketch").drop_nulls().alias(f"_sk__{name}"),
-                n.alias(f"_n__{name}"),
-            ]
+            out.append(pl.lit(None, pl.Float64).alias(name))  # filled by _quantiles
     return out
 
 
-def _approximate_quantiles(
-    result: pl.DataFrame, fields: dict[str, FieldInfo], aggs: Sequence[AggSpec]
+def _quantiles(
+    frame: pl.DataFrame,
+    result: pl.DataFrame,
+    fields: dict[str, FieldInfo],
+    aggs: Sequence[AggSpec],
 ) -> tuple[pl.DataFrame, bool]:
-    """Replace quantiles of groups that hold sketches by the merged-sketch estimate; True if any did."""
+    """Fill the quantile columns of ``result`` (one row per contiguous group of ``frame``); True if approximate."""
+    specs = [a for a in aggs if a.kind == "quantile"]
+    if not specs:
+        return result, False
+    group_off = np.zeros(result.height + 1, np.int64)
+    np.cumsum(result.get_column(_ROWS).to_numpy(), out=group_off[1:])
     approximate = False
     updates = []
-    drops = []
-    for spec in aggs:
-        if spec.kind != "quantile":
-            continue
-        assert spec.quantile is not None
-        for f in fields:
-            name = f"{f}_{spec.name}"
-            sk_col, n_col = f"_sk__{name}", f"_n__{name}"
-            drops += [sk_col, n_col]
-            has = result.get_column(sk_col).list.len().fill_null(0).to_numpy() > 0
-            if not has.any():
-                continue
-            approximate = True
-            exact = result.get_column(name).to_list()
-            sketches = result.get_column(sk_col).to_list()
-            counts = result.get_column(n_col).to_list()
-            # The exact values of such a group are only part of it: rebuild from everything.
-            vals = result.get_column(f"_vals__{f}").to_list() if f"_vals__{f}" in result.columns else None
-            for i in np.flatnonzero(has).tolist():
-                flat = np.asarray(vals[i] or [], dtype=np.float64) if vals is not None else np.zeros(0)
-                sk = build_sketch(flat, sketches[i])
-                exact[i] = quantile_from_sketch(sk, spec.quantile, int(counts[i])) if counts[i] else None
-            updates.append(pl.Series(name, exact, pl.Float64))
-    if updates:
-        result = result.with_columns(updates)
-    return result.drop([c for c in drops if c in result.columns]), approximate
+    for f in fields:
+        counts = result.get_column(f"_n__{f}").fill_null(0).to_numpy().astype(np.int64)
+        qs = [float(a.quantile) for a in specs if a.quantile is not None]
+        values, approx = quantiles(
+            frame.get_column(col(f, "values")),
+            frame.get_column(col(f, "weights")),
+            frame.get_column(col(f, "sketch")),
+            counts,
+            group_off,
+            qs,
+        )
+        approximate = approximate or bool(approx.any())
+        empty = counts <= 0
+        for j, a in enumerate(specs):
+            updates.append(_masked_f64(f"{f}_{a.name}", values[:, j], ~empty))
+    return result.with_columns(updates), approximate
+
+
+def _masked_f64(name: str, arr: np.ndarray, valid: np.ndarray) -> pl.Series:
+    return pl.Series(name, pa.array(arr, mask=~valid))
 
 
 def aggregate_rollup(
@@ -351,19 +348,20 @@ def aggregate_rollup(
     if any(a.kind in ("increase", "rate") for a in aggs):
         frame = boundary_deltas(frame, [f for f, i in fields.items() if i.counter], [SERIES_ID])
     exprs = [e for f in fields for a in aggs for e in _agg_exprs([f], a, every)]
-    if any(a.kind == "quantile" for a in aggs):
-        exprs += [
-            pl.col(col(f, "values")).list.explode(keep_nulls=False, empty_as_null=False).alias(f"_vals__{f}")
-            for f in fields
-        ]
+    has_q = any(a.kind == "quantile" for a in aggs)
+    if has_q:  # groups must be contiguous runs of the frame, in the result's order
+        exprs += [pl.len().alias(_ROWS), *[pl.col(col(f, "count")).sum().alias(f"_n__{f}") for f in fields]]
+        if not per_series:
+            frame = frame.sort([*group_labels, _OUT, SERIES_ID, TIME_COLUMN], nulls_last=False)
     keys = [*([SERIES_ID] if per_series else []), *group_labels]
     if per_series:
         extra = [pl.col(c).first() for c in group_labels]
         result = frame.group_by([SERIES_ID, _OUT], maintain_order=True).agg(extra + exprs)
     else:
         result = frame.group_by([*group_labels, _OUT], maintain_order=True).agg(exprs)
-    result, approximate = _approximate_quantiles(result, fields, aggs)
-    result = result.drop([c for c in result.columns if c.startswith("_vals__")]).rename({_OUT: BUCKET})
+    result, approximate = _quantiles(frame, result, fields, aggs)
+    result = result.drop([c for c in result.columns if c.startswith("_n__") or c == _ROWS])
+    result = result.rename({_OUT: BUCKET})
     if fill != "none":
         result = _fill(result, keys, every, start, end, fill)
     sort_keys = [*group_labels, *([SERIES_ID] if per_series else []), BUCKET]
