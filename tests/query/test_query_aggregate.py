@@ -64,3 +64,11 @@ def test_fill_empty_buckets(fill: str, expected: list[float | None]) -> None:
 def test_unknown_aggregate_is_a_typed_error() -> None:
     with pytest.raises(InvalidQueryError, match="unknown aggregate"):
         parse_aggs(["avg", "p999x"])
+
+
+def test_counter_increase_chains_over_missing_values() -> None:
+    frame = pl.DataFrame({"_series_id": pl.Series([1, 1, 1], dtype=pl.UInt64), "time": [0, 10 * S, 20 * S],
+                          "host": ["a"] * 3, "c": [1.0, None, 4.0]})
+    out = aggregate(frame, every=60 * S, aggs=parse_aggs("increase"), fields=["c"], group_labels=["host"],
+                    per_series=True, start=0, end=60 * S)
+    assert out["c_increase"].to_list() == [3.0]

@@ -165,10 +165,9 @@ def test_s3_prefixes_are_isolated(s3_lake: tuple[str, dict[str, object]]) -> Non
 
 
 @pytest.mark.s3
-def test_s3_missing_bucket_is_a_clear_backend_error(s3_endpoint: str) -> None:
-    from conftest import s3_storage_options
-
-    st = open_storage("s3://no-such-bucket-tsdb/lake", s3_storage_options(s3_endpoint))
+def test_s3_missing_bucket_is_a_clear_backend_error(s3_lake: tuple[str, dict[str, object]]) -> None:
+    _, options = s3_lake  # the endpoint's options; the bucket below does not exist
+    st = open_storage("s3://no-such-bucket-tsdb/lake", options)
     with pytest.raises(BackendWriteError, match="no-such-bucket-tsdb") as info:
         st.write_bytes("k", b"1")
     assert info.value.retryable is False

@@ -169,7 +169,7 @@ def encode_chunks(
     counts = np.diff(offsets).astype(np.int32)
     columns: dict[str, pa.Array] = {SERIES_ID: pa.array(sids[starts], pa.uint64())}
     present_labels = [label for label in labels if label in frame.columns]
-    first = frame.select(present_labels)[starts] if n else frame.select(present_labels).clear()
+    first = frame.select(present_labels)[starts] if n and present_labels else frame.select(present_labels).clear()
     for label in labels:
         if label in frame.columns:
             columns[label] = first.get_column(label).cast(pl.String).to_arrow().cast(pa.string())

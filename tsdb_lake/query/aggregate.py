@@ -73,7 +73,8 @@ def _increase_column(field: str) -> str:
 def _with_increases(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame:
     exprs = []
     for f in fields:
-        prev = pl.col(f).shift(1).over(SERIES_ID)
+        # the previous non-null value of the series: a point without the counter does not break the chain
+        prev = pl.col(f).shift(1).forward_fill().over(SERIES_ID)
         delta = pl.col(f) - prev
         exprs.append(
             pl.when(prev.is_null())

@@ -145,6 +145,7 @@ def run_query(
         request.fields,
         buffered,
         explain,
+        labels=list(schema.labels) if request.every is None or request.by is None else list(request.by),
     )
     if request.every is None:
         frame = points.drop(SERIES_ID)
