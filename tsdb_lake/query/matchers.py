@@ -11,7 +11,7 @@ import polars as pl
 
 from tsdb_lake.errors import InvalidQueryError
 
-__all__ = ["Matcher", "MatchOp", "WhereLike", "eq", "ne", "not_regex", "parse_where", "regex"]
+__all__ = ["MatchOp", "Matcher", "WhereLike", "eq", "ne", "not_regex", "parse_where", "regex"]
 
 MatchOp = Literal["=", "!=", "=~", "!~"]
 _SELECTOR_RE = re.compile(r'\s*([A-Za-z][A-Za-z0-9_.:\-]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
