@@ -127,11 +127,14 @@ def aggregate(
     start: int,
     end: int,
     fill: str = "none",
+    stats: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Bucket a point frame (sorted by series, time) into ``every``-ns buckets grouped by ``group_labels``.
 
     ``per_series`` groups by series id as well (the default when the user gives no ``by``). Output columns:
     the group labels, ``time`` (bucket start, int64 ns) and ``<field>_<agg>`` per field and aggregate.
+    ``stats`` (only with count / min / max aggregates) are chunk statistics answered without decoding, one row
+    per chunk (``reader.read_points_with_stats``): their partial aggregates combine with the points' exactly.
     """
     if fill not in FILLS:
         raise InvalidQueryError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
@@ -142,14 +145,16 @@ def aggregate(
     exprs = [_agg_expr(f, s, every) for f in fields for s in aggs]
     # Group order does not matter (the result is sorted on unique keys below); rows keep their order
     # within a group, which first / last rely on.
-    if per_series:
-        result = bucketed.group_by([SERIES_ID, "_bucket"]).agg(exprs)
-        if group_labels:
-            # Labels are a function of the series id: attach them once per series, not once per bucket.
-            names = frame.select([SERIES_ID, *group_labels]).unique(SERIES_ID, keep="first")
-            result = result.join(names, on=SERIES_ID, how="left")
-    else:
-        result = bucketed.group_by([*group_labels, "_bucket"]).agg(exprs)
+    partial_keys = [SERIES_ID, "_bucket"] if per_series else [*group_labels, "_bucket"]
+    result = bucketed.group_by(partial_keys).agg(exprs)
+    if stats is not None and stats.height:
+        result = _combine_stats(result, stats, partial_keys, aggs, fields)
+    if per_series and group_labels:
+        # Labels are a function of the series id: attach them once per series, not once per bucket.
+        names = frame.select([SERIES_ID, *group_labels])
+        if stats is not None and stats.height:
+            names = pl.concat([names, stats.select([pl.col(c).cast(t) for c, t in names.schema.items()])])
+        result = result.join(names.unique(SERIES_ID, keep="first"), on=SERIES_ID, how="left")
     result = result.rename({"_bucket": BUCKET})
     if fill != "none":
         result = _fill(result, keys, every, start, end, fill)
@@ -159,6 +164,41 @@ def aggregate(
     if per_series:
         ordered = [SERIES_ID, *ordered]
     return result.select(ordered)
+
+
+def _combine_stats(
+    result: pl.DataFrame,
+    stats: pl.DataFrame,
+    keys: Sequence[str],
+    aggs: Sequence[AggSpec],
+    fields: Sequence[str],
+) -> pl.DataFrame:
+    """Merge per-chunk statistics into the points' partial aggregates grouped by ``keys``.
+
+    count adds up; min / max take the min / max of the parts, which keep our NaN rule: a part is NaN only when
+    all its values are NaN, and polars' min / max skip NaN unless every part is NaN (nulls are skipped).
+    """
+    from tsdb_lake.format.raw import max_col, min_col, n_col
+
+    if any(s.kind not in ("count", "min", "max") for s in aggs):
+        raise InvalidQueryError("chunk statistics answer only count, min and max")
+    stat_exprs: list[pl.Expr] = []
+    combine: list[pl.Expr] = []
+    for f in fields:
+        for spec in aggs:
+            out = f"{f}_{spec.name}"
+            if spec.kind == "count":
+                stat_exprs.append(pl.col(n_col(f)).sum().cast(pl.Int64).alias(out))
+                combine.append(pl.col(out).sum().cast(pl.Int64))
+            elif spec.kind == "min":
+                stat_exprs.append(pl.col(min_col(f)).min().alias(out))
+                combine.append(pl.col(out).min())
+            else:
+                stat_exprs.append(pl.col(max_col(f)).max().alias(out))
+                combine.append(pl.col(out).max())
+    parts = stats.group_by(list(keys)).agg(stat_exprs)
+    parts = parts.select([pl.col(c).cast(t) for c, t in result.schema.items()])
+    return pl.concat([result, parts]).group_by(list(keys)).agg(combine)
 
 
 def _fill(

@@ -16,7 +16,7 @@ from tsdb_lake.points import SERIES_ID
 from tsdb_lake.query.aggregate import aggregate, parse_aggs
 from tsdb_lake.query.explain import Explain
 from tsdb_lake.query.matchers import Matcher, WhereLike, parse_where
-from tsdb_lake.query.reader import read_points
+from tsdb_lake.query.reader import STATS_AGGS, read_points_with_stats
 from tsdb_lake.query.timeutil import TimeLike, parse_duration, to_ns
 from tsdb_lake.storage.base import Storage
 
@@ -72,7 +72,9 @@ def build_request(
     end_ns = _MAX_NS if end is None else to_ns(end, name="end")
     if start_ns >= end_ns:
         raise InvalidQueryError(f"start ({start}) must be before end ({end}); the range is [start, end)")
-    wanted = [fields] if isinstance(fields, str) else list(fields) if fields is not None else list(schema.fields)
+    wanted = (
+        [fields] if isinstance(fields, str) else list(fields) if fields is not None else list(schema.fields)
+    )
     unknown = [f for f in wanted if f not in schema.fields]
     if unknown:
         raise InvalidQueryError(
@@ -83,14 +85,18 @@ def build_request(
     if group is not None:
         bad = [b for b in group if b not in schema.labels]
         if bad:
-            raise InvalidQueryError(f"cannot group by {bad}: not labels of {metric!r} ({list(schema.labels)})")
+            raise InvalidQueryError(
+                f"cannot group by {bad}: not labels of {metric!r} ({list(schema.labels)})"
+            )
     every_ns = None if every is None else parse_duration(every)
     if every_ns is None and (agg is not None or by is not None or fill is not None):
         raise InvalidQueryError("agg, by and fill need every= (a bucket width such as '1m')")
     aggs = tuple(parse_aggs(agg)) if every_ns is not None else ()
     resolution = "auto" if resolution is None else str(resolution)
     if resolution not in ("auto", "raw") and every_ns is None:
-        raise InvalidQueryError(f"resolution={resolution!r} needs every= (rollup tiers answer bucketed queries)")
+        raise InvalidQueryError(
+            f"resolution={resolution!r} needs every= (rollup tiers answer bucketed queries)"
+        )
     for spec in aggs:
         if spec.kind in ("increase", "rate"):
             not_counters = [f for f in wanted if schema.fields[f].kind != "counter"]
@@ -120,8 +126,14 @@ def run_query(
     schema: MetricSchema,
     request: QueryRequest,
     buffered: Iterable[pa.Table],
+    *,
+    use_chunk_stats: bool = True,
 ) -> QueryResult:
-    """Execute a validated request against a pinned snapshot plus unflushed batches."""
+    """Execute a validated request against a pinned snapshot plus unflushed batches.
+
+    Bucketed count / min / max queries answer whole chunks from their statistics (``use_chunk_stats=False``
+    decodes everything, e.g. to compare both paths).
+    """
     explain = Explain(snapshot_version=snapshot.version)
     if request.every is not None and request.resolution != "raw":
         from tsdb_lake.query.tiers import run_tiered  # rollup tiers (query/tiers.py)
@@ -133,7 +145,10 @@ def run_query(
                 routed = routed.drop(SERIES_ID)
             return QueryResult(routed, explain)
     explain.tiers.append({"tier": "raw", "start": request.start, "end": request.end})
-    points = read_points(
+    use_stats = (
+        request.every is not None and use_chunk_stats and all(s.kind in STATS_AGGS for s in request.aggs)
+    )
+    points, stats = read_points_with_stats(
         storage,
         snapshot,
         request.tenant,
@@ -146,6 +161,8 @@ def run_query(
         buffered,
         explain,
         labels=list(schema.labels) if request.every is None or request.by is None else list(request.by),
+        stats_every=request.every if use_stats else None,
+        stats_minmax=any(s.kind in ("min", "max") for s in request.aggs),
     )
     if request.every is None:
         frame = points.drop(SERIES_ID)
@@ -162,6 +179,7 @@ def run_query(
             start=request.start,
             end=request.end,
             fill=request.fill,
+            stats=stats,
         )
         if SERIES_ID in frame.columns:
             frame = frame.drop(SERIES_ID)
@@ -181,7 +199,9 @@ def shape_output(frame: pl.DataFrame, output: Output) -> Any:
     raise InvalidQueryError(f"unknown output {output!r}; use 'polars', 'pandas' or 'arrow'")
 
 
-def require_schema(snapshot: Snapshot, tenant: str, metric: str, pending: MetricSchema | None) -> MetricSchema:
+def require_schema(
+    snapshot: Snapshot, tenant: str, metric: str, pending: MetricSchema | None
+) -> MetricSchema:
     """The metric's schema (catalog or unflushed writes) or a NotFoundError listing the known metrics."""
     schema = snapshot.schema(tenant, metric) or pending
     if schema is None:

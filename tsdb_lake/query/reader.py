@@ -18,17 +18,20 @@ import pyarrow.compute as pc
 
 from tsdb_lake.catalog import DataFile, MetricSchema, Snapshot
 from tsdb_lake.format import chunk_columns_for, decode_chunks, read_chunks
-from tsdb_lake.format.raw import COUNT, T_MAX, T_MIN, TIME_BLOB
+from tsdb_lake.format.raw import COUNT, T_MAX, T_MIN, TIME_BLOB, max_col, min_col, n_col
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID, SeriesIdCache, assign_series_ids, merge_duplicates
 from tsdb_lake.query.explain import Explain
 from tsdb_lake.query.matchers import Matcher
 from tsdb_lake.storage.base import Storage
 
-__all__ = ["SEQ", "plan_files", "read_points"]
+__all__ = ["SEQ", "STATS_AGGS", "plan_files", "read_points", "read_points_with_stats"]
 
 SEQ = "_seq"
 _MEMTABLE_SEQ = 2**62
+#: Aggregates a chunk's statistics can answer when the whole chunk falls inside one bucket.
+STATS_AGGS = frozenset({"count", "min", "max"})
+BUCKET_COL = "_bucket"
 _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="tsdb-lake-read")
 
 
@@ -81,6 +84,7 @@ def _read_files(
     matchers: Sequence[Matcher],
     explain: Explain,
     labels: Sequence[str],
+    stats: bool = False,
 ) -> tuple[pa.Table, np.ndarray, int]:
     """The chunk rows of ``files`` that may hold matching points, each row's data sequence number and how
     many files contributed rows."""
@@ -92,7 +96,7 @@ def _read_files(
         T_MAX,
         COUNT,
         TIME_BLOB,
-        *chunk_columns_for(fields, stats=False),
+        *chunk_columns_for(fields, stats=stats),
     ]
 
     def one(f: Any) -> pa.Table:
@@ -178,6 +182,113 @@ def _ranges_overlap(chunks: pa.Table, extra: Sequence[pl.DataFrame]) -> bool:
     return bool(np.any(same & (lo[1:] <= run[:-1])))
 
 
+def _overlapping_series(chunks: pa.Table, extra: Sequence[pl.DataFrame]) -> np.ndarray:
+    """Series ids (uint64) whose chunks / memtable points overlap one another in time (as
+    :func:`_ranges_overlap` judges them, per series): their duplicates need merging, so their chunks must decode."""
+    parts = [
+        pl.DataFrame(
+            {
+                SERIES_ID: pl.Series(np.asarray(chunks.column(SERIES_ID), np.uint64)),
+                "lo": pl.Series(np.asarray(chunks.column(T_MIN), np.int64)),
+                "hi": pl.Series(np.asarray(chunks.column(T_MAX), np.int64)),
+            }
+        )
+    ]
+    for fr in extra:
+        parts.append(
+            fr.group_by(SERIES_ID).agg(
+                pl.col(TIME_COLUMN).min().alias("lo"), pl.col(TIME_COLUMN).max().alias("hi")
+            )
+        )
+    ranges = pl.concat(parts).sort(SERIES_ID, "lo")
+    prev_hi = pl.col("hi").cum_max().shift(1).over(SERIES_ID)
+    hit = ranges.filter(pl.col("lo") <= prev_hi).get_column(SERIES_ID).unique()
+    dup = [
+        fr.filter(pl.struct(SERIES_ID, TIME_COLUMN).is_duplicated()).get_column(SERIES_ID).unique()
+        for fr in extra
+    ]
+    return np.asarray(pl.concat([hit.cast(pl.UInt64), *[d.cast(pl.UInt64) for d in dup]]).unique(), np.uint64)
+
+
+def _split_stats(
+    chunks: pa.Table,
+    seqs: np.ndarray,
+    extra: Sequence[pl.DataFrame],
+    schema: MetricSchema,
+    fields: Sequence[str],
+    labels: Sequence[str],
+    start: int,
+    end: int,
+    every: int,
+    minmax: bool,
+    explain: Explain,
+) -> tuple[pa.Table, np.ndarray, pl.DataFrame | None]:
+    """Take out the chunks whose statistics answer count / min / max exactly; return the rest and their stats.
+
+    A chunk qualifies when it lies inside ``[start, end)`` and inside one ``every`` bucket, its series has no
+    overlapping data (duplicates to merge) and every field's statistics are present; with ``minmax``, a float
+    field whose min / max is +-0 decodes too (the sign of a zero minimum depends on the order of values).
+    The stats frame has ``_series_id``, ``labels``, ``_bucket`` and per field ``_n__f``, ``_min__f``, ``_max__f``
+    with an all-NaN chunk's min / max as NaN and an all-null chunk's as null — what decoding would give.
+    """
+    sids = np.asarray(chunks.column(SERIES_ID), np.uint64)
+    tmin = np.asarray(chunks.column(T_MIN), np.int64)
+    tmax = np.asarray(chunks.column(T_MAX), np.int64)
+    ok = (tmin >= start) & (tmax < end) & (tmin // every == tmax // every)
+    if not ok.any():
+        return chunks, seqs, None
+    for f in fields:
+        if n_col(f) not in chunks.column_names:
+            return chunks, seqs, None
+        n = chunks.column(n_col(f))
+        ok &= np.asarray(n.is_valid())
+        if minmax and schema.fields[f].dtype != "int64":
+            for col in (min_col(f), max_col(f)):
+                if col not in chunks.column_names:
+                    return chunks, seqs, None
+                ok &= ~np.asarray(pc.fill_null(pc.equal(chunks.column(col), 0.0), False))
+    if not ok.any():
+        return chunks, seqs, None
+    bad = _overlapping_series(chunks, extra)
+    if len(bad):
+        ok &= ~np.isin(sids, bad)
+    if not ok.any():
+        return chunks, seqs, None
+    answered = chunks.filter(pa.array(ok))
+    rest = chunks.filter(pa.array(~ok))
+    columns: dict[str, Any] = {
+        SERIES_ID: pl.Series(SERIES_ID, sids[ok], pl.UInt64),
+        BUCKET_COL: pl.Series(BUCKET_COL, tmin[ok] // every * every, pl.Int64),
+    }
+    for label in labels:
+        values = (
+            pl.Series(label, answered.column(label)).cast(pl.String)
+            if label in answered.column_names
+            else pl.Series(label, [None] * answered.num_rows, pl.String)
+        )
+        columns[label] = values
+    for f in fields:
+        n = pl.Series(n_col(f), answered.column(n_col(f))).cast(pl.Int64)
+        columns[n_col(f)] = n
+        if not minmax:
+            continue
+        is_int = schema.fields[f].dtype == "int64"
+        for col in (min_col(f), max_col(f)):
+            if col in answered.column_names:
+                v = pl.Series(col, answered.column(col)).cast(pl.Int64 if is_int else pl.Float64)
+            else:
+                v = pl.Series(col, [None] * answered.num_rows, pl.Int64 if is_int else pl.Float64)
+            if not is_int:  # values present but no non-NaN minimum: every value is NaN
+                v = pl.select(
+                    pl.when(v.is_null() & (n > 0)).then(None).otherwise(v).alias(col)
+                ).to_series()
+            columns[col] = v
+    explain.chunks_answered_by_stats += answered.num_rows
+    explain.chunks_decoded -= answered.num_rows
+    explain.points_decoded -= int(pc.sum(answered.column(COUNT)).as_py() or 0)
+    return rest, seqs[~ok], pl.DataFrame(columns)
+
+
 def read_points(
     storage: Storage,
     snapshot: Snapshot,
@@ -196,6 +307,52 @@ def read_points(
 ) -> pl.DataFrame:
     """All points of the metric in ``[start, end)`` matching ``matchers``, for ``fields``, merged and sorted.
 
+    See :func:`read_points_with_stats` for the columns; this decodes every chunk that may contribute.
+    """
+    points, _ = read_points_with_stats(
+        storage,
+        snapshot,
+        tenant,
+        metric,
+        schema,
+        start,
+        end,
+        matchers,
+        fields,
+        buffered,
+        explain,
+        ids,
+        labels=labels,
+    )
+    return points
+
+
+def read_points_with_stats(
+    storage: Storage,
+    snapshot: Snapshot,
+    tenant: str,
+    metric: str,
+    schema: MetricSchema,
+    start: int,
+    end: int,
+    matchers: Sequence[Matcher],
+    fields: Sequence[str],
+    buffered: Iterable[pa.Table],
+    explain: Explain,
+    ids: SeriesIdCache | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    stats_every: int | None = None,
+    stats_minmax: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The points of the metric in ``[start, end)`` matching ``matchers``, for ``fields``, merged and sorted,
+    and (with ``stats_every``) the statistics of chunks answered without decoding.
+
+    With ``stats_every`` (a bucket width, for queries whose aggregates are all in :data:`STATS_AGGS`),
+    chunks that lie wholly inside the range and one bucket, of series without overlapping data, are not
+    decoded: their rows come back as the second frame (see :func:`_split_stats`; ``stats_minmax`` False when
+    only ``count`` is asked). Otherwise, or when no chunk qualifies, the second value is None.
+
     Columns: ``_series_id``, ``time``, the schema's labels (only those in ``labels`` when given: a query that
     groups by a few labels, or none, need not materialise the others per point), ``fields``. Chunks of all files decode in one
     batched call; duplicates are merged (newer data sequence wins per field) only when some series has
@@ -205,7 +362,16 @@ def read_points(
     files = plan_files(snapshot, tenant, metric, "raw", start, end, matchers, explain)
     explain.files_read += len(files)
     chunks, seqs, n_files_with_data = _read_files(
-        storage, files, schema, fields, start, end, matchers, explain, out_labels
+        storage,
+        files,
+        schema,
+        fields,
+        start,
+        end,
+        matchers,
+        explain,
+        out_labels,
+        stats=stats_every is not None,
     )
     overlap = False
     if chunks.num_rows:
@@ -227,6 +393,11 @@ def read_points(
                 )
             )
         extra.append(frame.with_columns(pl.lit(_MEMTABLE_SEQ + i, pl.Int64).alias(SEQ)))
+    stats: pl.DataFrame | None = None
+    if stats_every is not None and chunks.num_rows:
+        chunks, seqs, stats = _split_stats(
+            chunks, seqs, extra, schema, fields, out_labels, start, end, stats_every, stats_minmax, explain
+        )
     columns = [SERIES_ID, TIME_COLUMN, *out_labels, *fields]
     dtypes = {
         SERIES_ID: pl.UInt64,
@@ -261,7 +432,7 @@ def read_points(
         for fr in frames
     ]
     if not aligned:
-        return pl.DataFrame(schema={c: dtypes[c] for c in columns})
+        return pl.DataFrame(schema={c: dtypes[c] for c in columns}), stats
     sources = n_files_with_data + len(extra)
     merged = pl.concat(aligned, rechunk=False) if len(aligned) > 1 else aligned[0]
     if sources > 1 and (extra or overlap):
@@ -270,4 +441,4 @@ def read_points(
             merged = merge_duplicates(merged, fields)
         else:
             merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
-    return merged.drop(SEQ)
+    return merged.drop(SEQ), stats
