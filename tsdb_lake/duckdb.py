@@ -231,7 +231,16 @@ UDF_NAMES = (
 
 
 def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
-    """Create (or replace) the ``tsdb_*`` UDFs on ``con``."""
+    """Create (or replace) the ``tsdb_*`` UDFs and ``rollup_quantile`` (quantiles over rollup rows) on ``con``.
+
+    ``tsdb_kll_quantile`` merges sketches only; rollup rows that keep exact values instead (small buckets) need
+    ``rollup_quantile(list(f__sketch), list(f__values), list(f__weights), q)``, which handles both.
+    """
+    from tsdb_lake.compaction.sketches import register_duckdb_udfs
+
+    with contextlib.suppress(duckdb.Error):
+        con.remove_function("rollup_quantile")
+    register_duckdb_udfs(con)
     blob, bigint, double, integer = duckdb.sqltype("BLOB"), "BIGINT", "DOUBLE", "INTEGER"
     specs: list[tuple[str, Callable[..., pa.Array], list[Any], Any, bool]] = [
         ("tsdb_decode_times", decode_times_arrow, [blob], con.list_type(bigint), False),

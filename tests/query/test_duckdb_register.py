@@ -218,3 +218,19 @@ def test_register_on_both_backends(lake_target: Any) -> None:
     with pytest.raises(duckdb.CatalogException):
         con.sql("SELECT * FROM secrets")
     con.close()
+
+
+def test_register_udfs_include_rollup_quantile_over_exact_values() -> None:
+    import numpy as np
+
+    from tsdb_lake import codecs
+    from tsdb_lake.duckdb import register_udfs
+
+    con = duckdb.connect()
+    register_udfs(con)
+    blobs = [codecs.encode_floats(np.array([1.0, 2.0])), codecs.encode_floats(np.array([3.0, 4.0, 5.0]))]
+    got = con.execute(
+        "SELECT rollup_quantile([NULL, NULL]::BLOB[], ?::BLOB[], [NULL, NULL]::BLOB[], 0.5)", [blobs]
+    ).fetchone()
+    assert got is not None and got[0] == 3.0
+    con.close()

@@ -280,7 +280,7 @@ def _split_stats(
                 v = pl.Series(col, [None] * answered.num_rows, pl.Int64 if is_int else pl.Float64)
             if not is_int:  # values present but no non-NaN minimum: every value is NaN
                 v = pl.select(
-                    pl.when(v.is_null() & (n > 0)).then(None).otherwise(v).alias(col)
+                    pl.when(v.is_null() & (n > 0)).then(float("nan")).otherwise(v).alias(col)
                 ).to_series()
             columns[col] = v
     explain.chunks_answered_by_stats += answered.num_rows
