@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from tsdb_lake.model import TIME_COLUMN, series_id, series_key
@@ -68,9 +69,15 @@ def merge_duplicates(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame
     if frame.height < 2:
         return frame
     keys = [SERIES_ID, TIME_COLUMN]
-    dup = frame.select(pl.struct(keys).is_duplicated()).to_series()
-    if not dup.any():
+    sids = frame.get_column(SERIES_ID).to_numpy()
+    times = frame.get_column(TIME_COLUMN).to_numpy()
+    same = (sids[1:] == sids[:-1]) & (times[1:] == times[:-1])  # sorted: duplicates are neighbours
+    if not same.any():
         return frame
+    marks = np.zeros(frame.height, dtype=bool)
+    marks[1:] |= same
+    marks[:-1] |= same
+    dup = pl.Series(marks)
     unique_rows = frame.filter(~dup)
     others = [c for c in frame.columns if c not in keys]
     field_set = set(fields)

@@ -381,10 +381,27 @@ def _is_string_type(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
+def _may_hold_nul(col: Column) -> bool:
+    """False when no string data buffer of ``col`` holds a zero byte (a cheap screen before the exact check)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    for chunk in chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True
+        data = chunk.buffers()[2]
+        if data is not None and np.frombuffer(data, np.uint8).min(initial=1) == 0:
+            return True
+    return False
+
+
 def _check_label_values(name: str, col: Column, errors: _RowErrors) -> None:
-    bad = pc.match_substring(col, "\x00")
+    checks = []
+    if _may_hold_nul(col):
+        checks.append(pc.match_substring(col, "\x00"))
     if col.nbytes > MAX_LABEL_VALUE_BYTES:
-        bad = pc.or_(bad, pc.greater(pc.binary_length(col), pa.scalar(MAX_LABEL_VALUE_BYTES)))
+        checks.append(pc.greater(pc.binary_length(col), pa.scalar(MAX_LABEL_VALUE_BYTES)))
+    if not checks:
+        return
+    bad = checks[0] if len(checks) == 1 else pc.or_(checks[0], checks[1])
     rows = _nonzero(bad)
     if not len(rows):
         return
