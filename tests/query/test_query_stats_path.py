@@ -64,7 +64,9 @@ def _expected(points: pl.DataFrame, start: int, end: int, every: int, by: list[s
     """Independent answer: last write wins per (host, time), then polars group-by (count non-null incl. NaN;
     min / max ignore NaN unless all NaN)."""
     keys = ["host"] if by is None else by
-    frame = points.unique(["host", "time"], keep="last").filter((pl.col("time") >= start) & (pl.col("time") < end))
+    frame = points.unique(["host", "time"], keep="last").filter(
+        (pl.col("time") >= start) & (pl.col("time") < end)
+    )
     out = (
         frame.with_columns((pl.col("time") // every * every).alias("time"))
         .group_by([*keys, "time"])
@@ -84,7 +86,9 @@ def _expected(points: pl.DataFrame, start: int, end: int, every: int, by: list[s
     return out
 
 
-def _query(lake: tsdb_lake.Lake, start: int, end: int, every: int, agg: list[str], **kw: Any) -> tuple[pl.DataFrame, dict[str, Any]]:
+def _query(
+    lake: tsdb_lake.Lake, start: int, end: int, every: int, agg: list[str], **kw: Any
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     frame, report = lake.query(
         "m", start, end, every=f"{every // S}s", agg=agg, resolution="raw", explain=True, **kw
     )
@@ -105,8 +109,15 @@ def _same(a: pl.DataFrame, b: pl.DataFrame) -> None:
                 assert x == y and type(x) is type(y), (col, x, y)
 
 
-def _check(lake: tsdb_lake.Lake, points: pl.DataFrame, start: int, end: int, every: int,
-           by: list[str] | None = None, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _check(
+    lake: tsdb_lake.Lake,
+    points: pl.DataFrame,
+    start: int,
+    end: int,
+    every: int,
+    by: list[str] | None = None,
+    **kw: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stats path == decode path (forced by adding ``sum``) == expectation; return both explain reports."""
     fast, fast_report = _query(lake, start, end, every, AGGS, by=by, **kw)
     slow, slow_report = _query(lake, start, end, every, [*AGGS, "sum"], by=by, **kw)
@@ -125,7 +136,7 @@ def test_hour_buckets_over_hour_files_use_stats(lake: tsdb_lake.Lake) -> None:
 
 
 def test_group_by_across_series_and_fill(lake: tsdb_lake.Lake) -> None:
-    fast, slow = _check(lake, _points(), T0, T0 + 3 * H, H, by=[])
+    fast, _ = _check(lake, _points(), T0, T0 + 3 * H, H, by=[])
     assert fast["chunks_answered_by_stats"] == 54 and fast["chunks_decoded"] == 0
     fast, _ = _check(lake, _points(), T0 - 2 * H, T0 + 5 * H, H, fill="null")
     assert fast["chunks_answered_by_stats"] == 54
@@ -162,7 +173,11 @@ def test_overlapping_late_data_disables_stats_for_that_series(lake: tsdb_lake.La
     assert fast["chunks_decoded"] == 18 + 1
     out, _ = _query(lake, T0, T0 + 3 * H, H, AGGS)
     first_a = out.filter((pl.col("host") == "a") & (pl.col("time") == T0))
-    assert first_a["v_min"].item() == -1e9 and first_a["v_max"].item() == 1e9 and first_a["i_max"].item() == 2**50
+    assert (
+        first_a["v_min"].item() == -1e9
+        and first_a["v_max"].item() == 1e9
+        and first_a["i_max"].item() == 2**50
+    )
     assert first_a["v_count"].item() == 361
 
 
