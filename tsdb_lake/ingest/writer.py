@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,13 @@ from tsdb_lake.catalog import (
     WriterProgress,
     evolve,
 )
+from tsdb_lake.compaction.rollup import late_data_actions
 from tsdb_lake.errors import BackendWriteError, CardinalityLimitedError, RateLimitedError, TsdbLakeError
-from tsdb_lake.format import FORMAT_VERSION, encode_chunks, write_raw_file
+from tsdb_lake.format import FORMAT_VERSION, RawFileInfo, encode_chunks, write_raw_file
 from tsdb_lake.ingest.lineprotocol import parse_lines
 from tsdb_lake.ingest.options import WriterOptions
 from tsdb_lake.ingest.records import decode_record, encode_record
-from tsdb_lake.memtable import Memtable
+from tsdb_lake.memtable import Memtable, PartitionKey
 from tsdb_lake.model import FieldKind, validate_name
 from tsdb_lake.points import SeriesIdCache, assign_series_ids
 from tsdb_lake.schema import NormalizedFrame, normalize_frame
@@ -45,6 +47,7 @@ from tsdb_lake.wal import WAL, wal_writer_id
 __all__ = ["Writer", "open_wal_slot", "recover_orphan_slots"]
 
 _MAX_SLOTS = 256
+_FLUSH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsdb-lake-flush-io")
 
 
 def _open_wal(directory: Path, options: WriterOptions) -> WAL:
@@ -127,7 +130,9 @@ class Writer:
         self._wake = threading.Event()
         self.stats = {"batches": 0, "points": 0, "flushes": 0, "files": 0, "replayed": 0}
         self._replay()
-        self._thread = threading.Thread(target=self._background, name=f"tsdb-lake-flush-{tenant}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._background, name=f"tsdb-lake-flush-{tenant}", daemon=True
+        )
         self._thread.start()
 
     # ------------------------------------------------------------------ public API
@@ -204,9 +209,7 @@ class Writer:
                 self._schemas[metric] = existing
         return self._schemas.get(metric)
 
-    def _evolved(
-        self, metric: str, frame: NormalizedFrame, counters: tuple[str, ...]
-    ) -> MetricSchema | None:
+    def _evolved(self, metric: str, frame: NormalizedFrame, counters: tuple[str, ...]) -> MetricSchema | None:
         current = self._schema_of(metric)
         fields = {
             name: FieldSpec(dtype=dtype, kind=FieldKind.COUNTER if name in counters else FieldKind.GAUGE)
@@ -241,7 +244,9 @@ class Writer:
         for metric, nf in frames.items():
             frame = pl.from_arrow(nf.table.select(list(nf.labels)))
             assert isinstance(frame, pl.DataFrame)
-            ids = set(assign_series_ids(frame, metric, nf.labels, self._ids).get_column("_series_id").to_list())
+            ids = set(
+                assign_series_ids(frame, metric, nf.labels, self._ids).get_column("_series_id").to_list()
+            )
             known = self._series_counts.setdefault(metric, set())
             if len(known | ids) > limit:
                 raise CardinalityLimitedError(
@@ -279,21 +284,11 @@ class Writer:
         frozen = self._frozen
         if frozen is None:
             return
-        actions: list[Any] = []
-        for key in frozen.partitions():
-            schema = self._schemas[key.metric]
-            fields = {name: spec.dtype for name, spec in schema.fields.items()}
-            frame = frozen.seal(key, schema.labels, list(fields), self._ids)
-            chunks = encode_chunks(frame, schema.labels, fields, max_chunk_points=self.options.max_chunk_points)
-            partition = layout.partition_of("raw", key.hour_ns)
-            file_key = layout.data_file_key(self.tenant, key.metric, "raw", partition, uuid.uuid4().hex)
-            info = write_raw_file(
-                self._storage, file_key, chunks, schema.labels, fields, {"tsdb_lake.writer": self.writer_id}
-            )
-            actions.append(AddFile(self._data_file(info, key.metric, partition)))
+        # Partitions encode and upload in parallel (numba kernels, polars and Parquet I/O release the GIL).
+        actions: list[Any] = list(
+            _FLUSH_POOL.map(lambda key: self._write_partition(frozen, key), frozen.partitions())
+        )
         snapshot = self._catalog.snapshot()
-        from tsdb_lake.compaction.rollup import late_data_actions  # rollup room: late data marks tiers dirty
-
         for added in [a for a in actions if isinstance(a, AddFile)]:
             f = added.file
             actions.extend(late_data_actions(snapshot, self.tenant, f.metric, f.min_time, f.max_time))
@@ -314,7 +309,20 @@ class Writer:
         self.stats["flushes"] += 1
         self.stats["files"] += sum(isinstance(a, AddFile) for a in actions)
 
-    def _data_file(self, info: Any, metric: str, partition: str) -> DataFile:
+    def _write_partition(self, frozen: Memtable, key: PartitionKey) -> AddFile:
+        """Seal, encode and write one (metric, hour) partition as a raw file; the AddFile to commit."""
+        schema = self._schemas[key.metric]
+        fields = {name: spec.dtype for name, spec in schema.fields.items()}
+        frame = frozen.seal(key, schema.labels, list(fields), self._ids)
+        chunks = encode_chunks(frame, schema.labels, fields, max_chunk_points=self.options.max_chunk_points)
+        partition = layout.partition_of("raw", key.hour_ns)
+        file_key = layout.data_file_key(self.tenant, key.metric, "raw", partition, uuid.uuid4().hex)
+        info = write_raw_file(
+            self._storage, file_key, chunks, schema.labels, fields, {"tsdb_lake.writer": self.writer_id}
+        )
+        return AddFile(self._data_file(info, key.metric, partition))
+
+    def _data_file(self, info: RawFileInfo, metric: str, partition: str) -> DataFile:
         return DataFile(
             path=info.key,
             tenant=self.tenant,
