@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib.util
 import inspect
+import json
 import re
 import sys
 import time
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _common import machine_info, write_results  # type: ignore[import-not-found]  # noqa: E402
+from _common import RESULTS_DIR, machine_info, write_results  # type: ignore[import-not-found]  # noqa: E402
 
 __all__ = ["Outcome", "discover", "main", "render", "run_all", "run_one"]
 
@@ -190,6 +191,30 @@ def run_all(
     return outcomes, target
 
 
+def render_saved(bench_dir: Path = HERE, output: Path | None = None) -> Path:
+    """Rewrite RESULTS.md from the saved ``results/<name>.json`` of every benchmark, without running any.
+
+    Used after re-running some benchmarks with ``--only``: each section keeps the figures (and the machine
+    facts) of the run that produced it.
+    """
+    outcomes = []
+    for path in discover(bench_dir):
+        saved = RESULTS_DIR / f"{path.stem.removeprefix('bench_')}.json"
+        out = Outcome(path.stem)
+        if not saved.exists():
+            out.error = f"no saved results ({saved.name}); run it with --only {path.stem}"
+        else:
+            out.results = json.loads(saved.read_text(encoding="utf-8"))
+            module = _load(path)
+            out.markdown = module.markdown(out.results).strip() if hasattr(module, "markdown") else ""
+        outcomes.append(out)
+    target = output or (bench_dir / "RESULTS.md")
+    text = render(outcomes, machine_info(), quick=False, seconds=0.0)
+    text = text.replace("| ok | 0 |", "| ok | (saved) |").replace("\nTotal 0 s.\n", "\n")
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks.run_all [--quick] [--only NAME ...] [--output FILE]``; exit 1 if any failed."""
     parser = argparse.ArgumentParser(
@@ -201,7 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these benchmarks, e.g. --only ingest query")
     parser.add_argument("--output", type=Path, help="markdown file to write (default benchmarks/RESULTS.md)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite RESULTS.md from the saved results JSON files"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        print(f"wrote {render_saved(output=args.output)}", file=sys.stderr)
+        return 0
     if args.list:
         for p in discover(HERE, args.only):
             print(p.stem)
