@@ -226,8 +226,9 @@ def _split_stats(
     """Take out the chunks whose statistics answer count / min / max exactly; return the rest and their stats.
 
     A chunk qualifies when it lies inside ``[start, end)`` and inside one ``every`` bucket, its series has no
-    overlapping data (duplicates to merge) and every field's statistics are present; with ``minmax``, a float
-    field whose min / max is +-0 decodes too (the sign of a zero minimum depends on the order of values).
+    overlapping data (duplicates to merge) and every field's statistics are present. (A zero minimum or maximum
+    may come back as +0.0 where decoding would give -0.0 or the reverse: they compare equal, and which zero a
+    min / max returns depends on value order anyway.)
     The stats frame has ``_series_id``, ``labels``, ``_bucket`` and per field ``_n__f``, ``_min__f``, ``_max__f``
     with an all-NaN chunk's min / max as NaN and an all-null chunk's as null — what decoding would give.
     """
@@ -242,11 +243,10 @@ def _split_stats(
             return chunks, seqs, None
         n = chunks.column(n_col(f))
         ok &= np.asarray(n.is_valid())
-        if minmax and schema.fields[f].dtype != "int64":
+        if minmax:
             for col in (min_col(f), max_col(f)):
                 if col not in chunks.column_names:
                     return chunks, seqs, None
-                ok &= ~np.asarray(pc.fill_null(pc.equal(chunks.column(col), 0.0), False))
     if not ok.any():
         return chunks, seqs, None
     bad = _overlapping_series(chunks, extra)
