@@ -125,3 +125,16 @@ def test_series_id_matches_documented_algorithm_and_ignores_label_order(labels: 
     assert 0 <= sid < 2**64
     assert sid == _reference_id(key)
     assert series_key("cpu", list(reversed(list(labels.items())))) == key
+
+
+def test_double_underscore_is_reserved_for_labels_and_fields_and_newlines_never_pass() -> None:
+    from tsdb_lake.errors import InvalidNameError
+    from tsdb_lake.model import validate_name
+
+    for kind in ("label", "field"):
+        with pytest.raises(InvalidNameError, match="__"):
+            validate_name(kind, "usage__sum")
+    assert validate_name("metric", "a__b") == "a__b"  # metrics and tenants are path segments, not columns
+    for kind in ("tenant", "metric", "label", "field"):
+        with pytest.raises(InvalidNameError):
+            validate_name(kind, "cpu\n")

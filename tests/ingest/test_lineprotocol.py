@@ -245,7 +245,7 @@ def test_tsbs_batch_equals_normalized_frame() -> None:
 # ------------------------------------------------------------------------------------------- properties
 
 _names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
-    lambda s: s not in {"time", "tenant", "metric", "tier", "hour", "day", "month", "year"}
+    lambda s: s not in {"time", "tenant", "metric", "tier", "hour", "day", "month", "year"} and "__" not in s
 )
 _label_values = st.text(
     alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00\n\r"),
