@@ -28,6 +28,7 @@ from tsdb_lake.storage.base import Storage
 __all__ = ["SEQ", "STATS_AGGS", "plan_files", "read_points", "read_points_with_stats"]
 
 SEQ = "_seq"
+FILE_IDX = "_file"
 _MEMTABLE_SEQ = 2**62
 #: Aggregates a chunk's statistics can answer when the whole chunk falls inside one bucket.
 STATS_AGGS = frozenset({"count", "min", "max"})
@@ -85,9 +86,11 @@ def _read_files(
     explain: Explain,
     labels: Sequence[str],
     stats: bool = False,
+    blobs: bool = True,
 ) -> tuple[pa.Table, np.ndarray, int]:
     """The chunk rows of ``files`` that may hold matching points, each row's data sequence number and how
-    many files contributed rows."""
+    many files contributed rows. Rows carry ``_file``, the index of their file in ``files``; without
+    ``blobs`` only bounds, labels and statistics are read (the statistics path decides what to decode)."""
     read_labels = [lb for lb in schema.labels if lb in labels or any(m.label == lb for m in matchers)]
     columns = [
         SERIES_ID,
@@ -95,8 +98,8 @@ def _read_files(
         T_MIN,
         T_MAX,
         COUNT,
-        TIME_BLOB,
-        *chunk_columns_for(fields, stats=stats),
+        *([TIME_BLOB] if blobs else []),
+        *chunk_columns_for(fields, blobs=blobs, stats=stats),
     ]
 
     def one(f: Any) -> pa.Table:
@@ -105,6 +108,9 @@ def _read_files(
     tables = list(_POOL.map(one, files)) if len(files) > 1 else [one(f) for f in files]
     explain.chunks_read += sum(t.num_rows for t in tables)
     seqs = np.repeat(np.asarray([_seq_of(f) for f in files], np.int64), [t.num_rows for t in tables])
+    tables = [
+        t.append_column(FILE_IDX, pa.array(np.full(t.num_rows, i, np.int32))) for i, t in enumerate(tables)
+    ]
     keep = [i for i, t in enumerate(tables) if t.num_rows]
     if len(keep) == 1:
         chunks = tables[keep[0]]
@@ -289,6 +295,50 @@ def _split_stats(
     return rest, seqs[~ok], pl.DataFrame(columns)
 
 
+def _read_blobs_of(
+    storage: Storage,
+    files: Sequence[Any],
+    wanted: pa.Table,
+    schema: MetricSchema,
+    fields: Sequence[str],
+    start: int,
+    end: int,
+    matchers: Sequence[Matcher],
+    labels: Sequence[str],
+    explain: Explain,
+) -> tuple[pa.Table, np.ndarray]:
+    """Re-read, with their blobs, the chunk rows of ``wanted`` (rows from a blob-less first read).
+
+    Only the files that hold such rows are read again; rows are matched on (file, series, first time), which
+    is unique because the chunks of one series in a file never overlap. Sorted like the first read.
+    """
+    need = np.unique(np.asarray(wanted.column(FILE_IDX), np.int32))
+    scratch = Explain()
+    full, full_seqs, _ = _read_files(
+        storage, [files[i] for i in need], schema, fields, start, end, matchers, scratch, labels
+    )
+    explain.bytes_read += scratch.bytes_read
+    full_file = need[np.asarray(full.column(FILE_IDX), np.int32)]
+    keys = pl.DataFrame(
+        {
+            FILE_IDX: pl.Series(np.asarray(wanted.column(FILE_IDX), np.int32)),
+            SERIES_ID: pl.Series(np.asarray(wanted.column(SERIES_ID), np.uint64)),
+            T_MIN: pl.Series(np.asarray(wanted.column(T_MIN), np.int64)),
+        }
+    )
+    rows = pl.DataFrame(
+        {
+            FILE_IDX: pl.Series(full_file.astype(np.int32)),
+            SERIES_ID: pl.Series(np.asarray(full.column(SERIES_ID), np.uint64)),
+            T_MIN: pl.Series(np.asarray(full.column(T_MIN), np.int64)),
+            "_row": pl.Series(np.arange(full.num_rows, dtype=np.int64)),
+        }
+    )
+    picked = rows.join(keys, on=[FILE_IDX, SERIES_ID, T_MIN], how="semi").get_column("_row").to_numpy()
+    chunks, seqs, _ = _sorted_chunks(full.take(pa.array(picked)), full_seqs[picked])
+    return chunks, seqs
+
+
 def read_points(
     storage: Storage,
     snapshot: Snapshot,
@@ -372,6 +422,7 @@ def read_points_with_stats(
         explain,
         out_labels,
         stats=stats_every is not None,
+        blobs=stats_every is None,
     )
     overlap = False
     if chunks.num_rows:
@@ -398,6 +449,10 @@ def read_points_with_stats(
         chunks, seqs, stats = _split_stats(
             chunks, seqs, extra, schema, fields, out_labels, start, end, stats_every, stats_minmax, explain
         )
+        if chunks.num_rows:  # second phase: the blobs of the chunks statistics could not answer
+            chunks, seqs = _read_blobs_of(
+                storage, files, chunks, schema, fields, start, end, matchers, out_labels, explain
+            )
     columns = [SERIES_ID, TIME_COLUMN, *out_labels, *fields]
     dtypes = {
         SERIES_ID: pl.UInt64,
