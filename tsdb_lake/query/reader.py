@@ -411,6 +411,12 @@ def read_points_with_stats(
     out_labels = list(schema.labels) if labels is None else [lb for lb in schema.labels if lb in set(labels)]
     files = plan_files(snapshot, tenant, metric, "raw", start, end, matchers, explain)
     explain.files_read += len(files)
+    if stats_every is not None and not any(
+        (f.max_time - f.min_time) * max(f.series, 1) // max(f.rows, 1) <= stats_every for f in files
+    ):
+        # a file's chunks span about (time span x series / chunks); none is short enough to sit in one
+        # bucket, so skip the blob-less first read of the statistics path
+        stats_every = None
     chunks, seqs, n_files_with_data = _read_files(
         storage,
         files,
