@@ -7,6 +7,10 @@ some with only one field, so the per-field last-write-wins rule is exercised.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -110,3 +114,32 @@ def data_keys(lake: Lake) -> set[str]:
 def future(seconds: float) -> int:
     """``now + seconds`` in ns (to make vacuum / retention see time pass)."""
     return time.time_ns() + int(seconds * 1e9)
+
+
+def supervise_and_kill(proc: subprocess.Popen[str], delay: float, what: str) -> list[str]:
+    """Collect ``proc``'s stdout; once it prints READY, wait ``delay`` s and SIGKILL it; return its lines.
+
+    A child that exits with an error of its own (not 0, not the kill) fails the test with its stderr.
+    """
+    lines: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        lines.extend(proc.stdout)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 120
+    while (
+        not any(x.startswith("READY") for x in lines) and proc.poll() is None and time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
+    time.sleep(delay)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    t.join(timeout=10)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        err = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"{what} child failed on its own (rc={proc.returncode}):\n{err[-3000:]}")
+    return lines

@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from compaction_testlib import (
     live_raw,
     open_lake,
     query_rows,
+    supervise_and_kill,
     write_batches,
 )
 
@@ -66,32 +64,7 @@ def _run_and_kill(uri: str, options: dict[str, Any], wal: Path, delay: float, py
         text=True,
         env=env,
     ) as proc:
-        return _supervise(proc, delay)
-
-
-def _supervise(proc: subprocess.Popen[str], delay: float) -> list[str]:
-    lines: list[str] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        lines.extend(proc.stdout)
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 120
-    while (
-        not any(x.startswith("READY") for x in lines) and proc.poll() is None and time.monotonic() < deadline
-    ):
-        time.sleep(0.005)
-    time.sleep(delay)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    t.join(timeout=10)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        err = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"compaction child failed on its own (rc={proc.returncode}):\n{err[-3000:]}")
-    return lines
+        return supervise_and_kill(proc, delay, "compaction")
 
 
 def test_sigkill_during_compaction(lake_target, tmp_path: Path, tmp_path_factory: Any) -> None:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from compaction_testlib import (
     expected_rows,
     open_lake,
     query_rows,
+    supervise_and_kill,
     write_batches,
 )
 
@@ -73,31 +71,6 @@ def _warm_up() -> None:
     merge_rollup(points_to_rollup(frame, [], fields, 60 * 10**9), [], fields, HOUR)
 
 
-def _supervise(proc: subprocess.Popen[str], delay: float) -> list[str]:
-    lines: list[str] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        lines.extend(proc.stdout)
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 120
-    while (
-        not any(x.startswith("READY") for x in lines) and proc.poll() is None and time.monotonic() < deadline
-    ):
-        time.sleep(0.005)
-    time.sleep(delay)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    t.join(timeout=10)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        err = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"rollup child failed on its own (rc={proc.returncode}):\n{err[-3000:]}")
-    return lines
-
-
 def _run_and_kill(uri: str, wal: Path, delay: float, pycache: Path) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
@@ -108,7 +81,7 @@ def _run_and_kill(uri: str, wal: Path, delay: float, pycache: Path) -> list[str]
         text=True,
         env=env,
     ) as proc:
-        return _supervise(proc, delay)
+        return supervise_and_kill(proc, delay, "rollup")
 
 
 AGGS = ["count", "sum", "min", "max", "first", "last", "p50", "p90"]
