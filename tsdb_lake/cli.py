@@ -346,14 +346,16 @@ def _cmd_retention(args: argparse.Namespace) -> int:
 
 def _cmd_vacuum(args: argparse.Namespace) -> int:
     lake = _connect(args)
-    report = lake.vacuum(older_than=args.older_than, dry_run=args.dry_run)
+    report = lake.vacuum(older_than=args.older_than, dry_run=args.dry_run, log_retention=args.log_retention)
     if args.json:
         _print_json(report.to_dict())
         return 0
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"vacuum of {lake.uri}: {verb} {report.files} object(s), {report.bytes:,} bytes; kept "
-        f"{report.kept_referenced} referenced and {report.kept_recent} younger than {args.older_than}"
+        f"{report.kept_referenced} referenced and {report.kept_recent} younger than {args.older_than}; "
+        f"catalog log: {verb} {len(report.log.entries)} entries and {len(report.log.checkpoints)} "
+        f"checkpoints before version {report.log.floor}"
     )
     return 0
 
@@ -642,6 +644,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--older-than", default="1h", metavar="DURATION", help="grace period for readers (default 1h)"
+    )
+    p.add_argument(
+        "--log-retention",
+        default=None,
+        metavar="DURATION",
+        help="keep catalog log entries this long (default: the lake's catalog.log_retention, else 30d)",
     )
     p.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -100,7 +100,9 @@ class Lake:
             wal = open_wal_slot(self.wal_root / tenant, opts)
         writer = Writer(self.storage, self.catalog, tenant, wal, opts, on_close=self._writers.discard)
         if wal_dir is None:
-            recover_orphan_slots(self.storage, self.catalog, tenant, self.wal_root / tenant, opts, skip=wal.directory)
+            recover_orphan_slots(
+                self.storage, self.catalog, tenant, self.wal_root / tenant, opts, skip=wal.directory
+            )
         self._writers.add(writer)
         return writer
 
@@ -164,9 +166,21 @@ class Lake:
         snapshot = self.snapshot(as_of)
         base = snapshot.schema(tenant, metric)
         live = as_of is None
-        schema = require_schema(snapshot, tenant, metric, self._pending_schema(tenant, metric, base) if live else None)
+        schema = require_schema(
+            snapshot, tenant, metric, self._pending_schema(tenant, metric, base) if live else None
+        )
         request = build_request(
-            schema, metric, tenant, start, end, where=where, fields=fields, every=every, agg=agg, by=by, fill=fill,
+            schema,
+            metric,
+            tenant,
+            start,
+            end,
+            where=where,
+            fields=fields,
+            every=every,
+            agg=agg,
+            by=by,
+            fill=fill,
             resolution=resolution,
         )
         buffered = self._buffered(tenant, metric, request.start, request.end) if live else []
@@ -174,7 +188,9 @@ class Lake:
         shaped = shape_output(result.frame, output)
         return (shaped, result.explain.to_dict()) if explain else shaped
 
-    def explain(self, metric: str, start: TimeLike = None, end: TimeLike = None, **kwargs: Any) -> dict[str, Any]:
+    def explain(
+        self, metric: str, start: TimeLike = None, end: TimeLike = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """Run the query and return only its explain report (files / chunks considered, pruned, decoded)."""
         _, report = self.query(metric, start, end, explain=True, **kwargs)
         return report  # type: ignore[no-any-return]
@@ -214,11 +230,26 @@ class Lake:
             self.storage, self.catalog, compaction, tenant=tenant, metric=metric, dry_run=dry_run
         )
 
-    def vacuum(self, older_than: Any = 3600, dry_run: bool = False, *, now_ns: int | None = None) -> Any:
-        """Delete data files no snapshot younger than ``older_than`` (default 1 h) references, and old orphans."""
+    def vacuum(
+        self,
+        older_than: Any = 3600,
+        dry_run: bool = False,
+        *,
+        log_retention: Any = None,
+        now_ns: int | None = None,
+    ) -> Any:
+        """Delete data files no snapshot younger than ``older_than`` (default 1 h) references, and old orphans;
+        then expire catalog log entries older than ``log_retention`` (default: lake property, else 30 days)."""
         from tsdb_lake.compaction import run_vacuum
 
-        return run_vacuum(self.storage, self.catalog, older_than, dry_run=dry_run, now_ns=now_ns)
+        return run_vacuum(
+            self.storage,
+            self.catalog,
+            older_than,
+            dry_run=dry_run,
+            now_ns=now_ns,
+            log_retention=log_retention,
+        )
 
     @property
     def retention(self) -> Any:

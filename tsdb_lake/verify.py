@@ -32,6 +32,7 @@ from tsdb_lake.errors import TsdbLakeError
 from tsdb_lake.storage.layout import (
     CATALOG_CHECKPOINT_PREFIX,
     CATALOG_LAST_CHECKPOINT,
+    CATALOG_LOG_FLOOR,
     CATALOG_LOG_PREFIX,
     CATALOG_PREFIX,
     DATA_PREFIX,
@@ -161,7 +162,7 @@ def _validators(report: VerifyReport) -> dict[str, Any] | None:
     cls = jsonschema.validators.validator_for(schema)
     return {
         kind: cls({**schema, "$ref": f"#/$defs/{kind}"})
-        for kind in ("entry", "checkpoint", "last_checkpoint")
+        for kind in ("entry", "checkpoint", "last_checkpoint", "log_floor")
     }
 
 
@@ -188,6 +189,8 @@ def _check_catalog(storage: Storage, report: VerifyReport, head_version: int) ->
             kind = "checkpoint"
         elif key == CATALOG_LAST_CHECKPOINT:
             kind = "last_checkpoint"
+        elif key == CATALOG_LOG_FLOOR:
+            kind = "log_floor"
         else:
             report.add(WARNING, "catalog", key, "unexpected object under _catalog/")
             continue
@@ -214,7 +217,7 @@ def _check_catalog(storage: Storage, report: VerifyReport, head_version: int) ->
                 checkpoints.append(parse_catalog_checkpoint_key(key))
                 ever.update(decode_checkpoint(data, key).by_path)
             elif not isinstance(doc, dict) or not isinstance(doc.get("version"), int):
-                report.add(ERROR, "catalog", key, "_last_checkpoint has no integer version")
+                report.add(ERROR, "catalog", key, f"{key.rsplit('/', 1)[-1]} has no integer version")
         except TsdbLakeError as exc:
             report.add(ERROR, "catalog", key, f"the library cannot decode it: {exc}")
     if log_versions:

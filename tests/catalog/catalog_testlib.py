@@ -30,6 +30,7 @@ def _validator(defn: str) -> jsonschema.Draft202012Validator:
 ENTRY = _validator("entry")
 CHECKPOINT = _validator("checkpoint")
 LAST_CHECKPOINT = _validator("last_checkpoint")
+LOG_FLOOR = _validator("log_floor")
 ANY = jsonschema.Draft202012Validator(SCHEMA)
 
 
@@ -44,6 +45,8 @@ def assert_catalog_valid(storage: Storage) -> int:
             CHECKPOINT.validate(doc)
         elif info.key == "_catalog/_last_checkpoint":
             LAST_CHECKPOINT.validate(doc)
+        elif info.key == "_catalog/_log_floor":
+            LOG_FLOOR.validate(doc)
         else:
             raise AssertionError(f"unexpected catalog object {info.key}")
         ANY.validate(doc)

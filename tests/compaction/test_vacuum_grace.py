@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tsdb_lake.catalog import SetTiers
+from tsdb_lake.catalog import SetProperty, SetTiers
 from tsdb_lake.compaction import run_compaction
 from tsdb_lake.errors import BackendReadError, InvalidQueryError, TsdbLakeError
 from tsdb_lake.storage.layout import data_file_key, new_file_id, partition_of
@@ -98,3 +98,27 @@ def test_vacuum_rejects_bad_grace(tmp_path: Path) -> None:
         lake.vacuum(older_than="-1h")
     with pytest.raises(InvalidQueryError):
         lake.vacuum(older_than=-5)
+
+
+def test_vacuum_expires_the_catalog_log_past_its_retention(lake_target, tmp_path: Path) -> None:
+    lake = open_lake(lake_target.uri, lake_target.storage_options, tmp_path / "wal")
+    oracle: Oracle = {}
+    lake.catalog.checkpoint_interval = 3
+    write_batches(lake, [batch(h, b) for h in range(2) for b in range(4)], oracle)
+    head = lake.catalog.refresh().version
+    entries_before = len(lake.storage.list("_catalog/log/"))
+    assert entries_before == head + 1
+
+    # the default retention (30 days) keeps the whole log two hours from now
+    assert lake.vacuum(older_than="1h", now_ns=future(7200)).log.entries == ()  # type: ignore[union-attr]
+    # a lake property shortens it; the grace period still bounds it from below
+    lake.catalog.commit([SetProperty("catalog.log_retention", "2h")], operation="config")
+    report = lake.vacuum(older_than="1h", now_ns=future(3 * 86400))
+    assert report.log is not None and report.log.floor > 0
+    assert report.to_dict()["log"]["entries"] == len(report.log.entries) > 0  # type: ignore[index]
+    assert len(lake.storage.list("_catalog/log/")) == entries_before + 1 - len(report.log.entries)
+    assert query_rows(lake) == expected_rows(oracle)
+    reopened = open_lake(lake_target.uri, lake_target.storage_options, tmp_path / "wal2")
+    assert query_rows(reopened) == expected_rows(oracle)
+    with pytest.raises(InvalidQueryError, match="log retention"):
+        lake.vacuum(older_than="1h", log_retention="soon")

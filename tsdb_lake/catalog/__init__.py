@@ -32,15 +32,25 @@ from tsdb_lake.catalog.actions import (
     encode_entry,
 )
 from tsdb_lake.catalog.checkpoint import decode_checkpoint, encode_checkpoint
-from tsdb_lake.catalog.log import DEFAULT_CHECKPOINT_INTERVAL, Catalog, EntryInfo, Validator
+from tsdb_lake.catalog.log import (
+    DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_LOG_RETENTION_MS,
+    MIN_LOG_RETENTION_MS,
+    Catalog,
+    EntryInfo,
+    LogExpiry,
+    Validator,
+)
 from tsdb_lake.catalog.schema import FieldSpec, MetricSchema, evolve
 from tsdb_lake.catalog.snapshot import DirtyRange, Snapshot
 
 __all__ = [
     "DEFAULT_CHECKPOINT_INTERVAL",
+    "DEFAULT_LOG_RETENTION_MS",
     "DEFAULT_TIERS",
     "FORMAT_VERSION",
     "MAX_LABEL_VALUES",
+    "MIN_LOG_RETENTION_MS",
     "Action",
     "AddFile",
     "Catalog",
@@ -52,6 +62,7 @@ __all__ = [
     "FieldSpec",
     "FieldStats",
     "Lineage",
+    "LogExpiry",
     "MarkDirty",
     "MetricSchema",
     "RemoveFile",

@@ -1,8 +1,11 @@
-"""Checkpoints: the whole catalog state at one version as one JSON object, and the ``_last_checkpoint`` pointer.
+"""Checkpoints: the whole catalog state at one version as one JSON object, the ``_last_checkpoint`` pointer
+and the ``_log_floor`` marker of log expiry.
 
 A checkpoint at version ``v`` (``_catalog/checkpoints/{v:020d}.json``) equals replaying entries ``0..v``.
 Opening a lake loads the newest checkpoint and replays only the entries after it. ``_last_checkpoint`` is a
 hint (``{"format_version": 1, "version": v}``); a missing or stale pointer only costs extra reads.
+``_log_floor`` (same shape) is the oldest version whose entry and checkpoint log expiry kept: every entry
+below it may be gone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from tsdb_lake.storage.base import Storage
 from tsdb_lake.storage.layout import (
     CATALOG_CHECKPOINT_PREFIX,
     CATALOG_LAST_CHECKPOINT,
+    CATALOG_LOG_FLOOR,
     catalog_checkpoint_key,
     parse_catalog_checkpoint_key,
 )
@@ -29,7 +33,9 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "read_last_checkpoint",
+    "read_log_floor",
     "write_checkpoint",
+    "write_log_floor",
 ]
 
 
@@ -156,8 +162,40 @@ def list_checkpoints(storage: Storage) -> list[int]:
 
 def read_last_checkpoint(storage: Storage) -> int | None:
     """The version ``_last_checkpoint`` points at, or None if it is missing or unreadable (it is a hint)."""
+    return _read_pointer(storage, CATALOG_LAST_CHECKPOINT)
+
+
+def read_log_floor(storage: Storage) -> int:
+    """The log floor: entries below it may have been expired (0 when the log was never expired).
+
+    Unlike the checkpoint hint, an unreadable floor is corruption (CorruptBlockError): commits rely on it.
+    """
     try:
-        doc = json.loads(storage.read_bytes(CATALOG_LAST_CHECKPOINT))
+        data = storage.read_bytes(CATALOG_LOG_FLOOR)
+    except NotFoundError:
+        return 0
+    try:
+        doc = json.loads(data)
+        version = doc["version"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        version = None
+    else:
+        check_format_version(doc, CATALOG_LOG_FLOOR)
+    if not isinstance(version, int) or version < 0:
+        raise CorruptBlockError("the log floor has no valid version", path=CATALOG_LOG_FLOOR)
+    return version
+
+
+def write_log_floor(storage: Storage, version: int) -> None:
+    """Raise the log floor to ``version`` (never lowers it as far as this writer can see)."""
+    if read_log_floor(storage) < version:
+        doc = {"format_version": FORMAT_VERSION, "version": version}
+        storage.write_bytes(CATALOG_LOG_FLOOR, json.dumps(doc).encode())
+
+
+def _read_pointer(storage: Storage, key: str) -> int | None:
+    try:
+        doc = json.loads(storage.read_bytes(key))
         version = doc["version"]
         return version if isinstance(version, int) and version >= 0 else None
     except NotFoundError:

@@ -34,20 +34,37 @@ from tsdb_lake.catalog.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     read_last_checkpoint,
+    read_log_floor,
     write_checkpoint,
+    write_log_floor,
 )
 from tsdb_lake.catalog.snapshot import Snapshot, StateBuilder
 from tsdb_lake.errors import (
     BackendWriteError,
     CommitConflictError,
     CorruptBlockError,
+    InvalidNameError,
     InvalidQueryError,
     NotFoundError,
 )
 from tsdb_lake.storage.base import Storage
-from tsdb_lake.storage.layout import catalog_log_key
+from tsdb_lake.storage.layout import (
+    CATALOG_LOG_PREFIX,
+    catalog_checkpoint_key,
+    catalog_log_key,
+    parse_catalog_log_key,
+)
 
-__all__ = ["DEFAULT_CHECKPOINT_INTERVAL", "DEFAULT_MAX_RETRIES", "Catalog", "EntryInfo", "Validator"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_INTERVAL",
+    "DEFAULT_LOG_RETENTION_MS",
+    "DEFAULT_MAX_RETRIES",
+    "MIN_LOG_RETENTION_MS",
+    "Catalog",
+    "EntryInfo",
+    "LogExpiry",
+    "Validator",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +74,10 @@ _BACKOFF_BASE_S = 0.002
 _BACKOFF_CAP_S = 0.25
 _ENTRY_CACHE = 1024
 _SNAPSHOT_CACHE = 8
+#: Log entries and checkpoints are kept this long by default (Delta Lake's ``logRetentionDuration``).
+DEFAULT_LOG_RETENTION_MS = 30 * 86_400_000
+#: The shortest log retention ``expire_log`` accepts: a pinned snapshot stays committable for this long.
+MIN_LOG_RETENTION_MS = 3_600_000
 
 #: ``validate(head, actions)`` is called with the state a commit is about to land on (again after every
 #: rebase); raising aborts the commit with that error.
@@ -73,6 +94,27 @@ class EntryInfo:
     writer: str | None
     base_version: int | None
     summary: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LogExpiry:
+    """The outcome of :meth:`Catalog.expire_log`: the new log floor and what was (or would be) deleted."""
+
+    dry_run: bool
+    cutoff_ms: int
+    floor: int
+    entries: tuple[int, ...]
+    checkpoints: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-friendly summary."""
+        return {
+            "dry_run": self.dry_run,
+            "cutoff_ms": self.cutoff_ms,
+            "floor": self.floor,
+            "entries": len(self.entries),
+            "checkpoints": len(self.checkpoints),
+        }
 
 
 def _now_ms() -> int:
@@ -112,6 +154,8 @@ class Catalog:
         self._lock = threading.Lock()
         self._entries: OrderedDict[int, Entry] = OrderedDict()
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
+        #: A head whose entry is older than this may have been overtaken by log expiry; refresh checks.
+        self.stale_after_ms = MIN_LOG_RETENTION_MS
 
     # ------------------------------------------------------------------------------------ open / create
 
@@ -251,8 +295,14 @@ class Catalog:
         if new.version - head.version >= self.checkpoint_interval:
             cp = self._load_latest_checkpoint()
             new = self._replay_forward(cp if cp.version > new.version else new)
+        elif new is head and head.timestamp_ms < _now_ms() - self.stale_after_ms and self._overtaken(head):
+            new = self._replay_forward(self._load_latest_checkpoint())
         self._install(new)
         return self._head
+
+    def _overtaken(self, snap: Snapshot) -> bool:
+        """Whether log expiry removed entries after ``snap`` (so replaying forward from it finds nothing)."""
+        return self.log_floor() > snap.version
 
     def _install(self, snap: Snapshot) -> None:
         with self._lock:
@@ -281,7 +331,16 @@ class Catalog:
         if cached is not None:
             return cached
         base = self._load_latest_checkpoint(upto=version)
-        snap = self._replay_forward(base, upto=version)
+        try:
+            snap = self._replay_forward(base, upto=version)
+        except NotFoundError:
+            floor = self.log_floor()
+            if version < floor:
+                raise NotFoundError(
+                    f"catalog version {version} was expired by log retention; the oldest readable version "
+                    f"is {floor}"
+                ) from None
+            raise
         with self._lock:
             self._snapshots[version] = snap
             while len(self._snapshots) > _SNAPSHOT_CACHE:
@@ -319,7 +378,13 @@ class Catalog:
         winners: list[Entry] = []
         state = base
         if state.version < self._head.version:
-            state = self._replay_forward(state, upto=self._head.version, seen=winners)
+            try:
+                state = self._replay_forward(state, upto=self._head.version, seen=winners)
+            except NotFoundError:
+                raise CommitConflictError(
+                    f"{operation} was planned on catalog version {base.version}, whose successors were expired "
+                    "by log retention; nothing was applied, plan again from a fresh snapshot"
+                ) from None
         attempt = 0
         while True:
             _check_rebase(acts, winners)
@@ -339,10 +404,13 @@ class Catalog:
                 validate(state, list(acts))
             new = builder.build()
             if self._put_entry(entry):
-                self._remember(entry)
-                self._install(new)
-                self._maybe_checkpoint(new)
-                return new
+                if entry.version >= self.log_floor():
+                    self._remember(entry)
+                    self._install(new)
+                    self._maybe_checkpoint(new)
+                    return new
+                state = self._withdraw_expired(entry, acts)
+                winners = []
             attempt += 1
             if attempt > max_retries:
                 raise CommitConflictError(
@@ -352,6 +420,23 @@ class Catalog:
             time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
             state = self._replay_forward(state, seen=winners)
             self._install(state)
+
+    def _withdraw_expired(self, entry: Entry, actions: Sequence[Action]) -> Snapshot:
+        """Undo a put that landed on a version log expiry had already deleted; returns the true head.
+
+        The entry sits below the floor, where no reader looks, so deleting it is invisible. The winners
+        between the stale state and the head are gone, so a commit whose rebase needs them (watermark
+        moves) cannot be checked and is abandoned.
+        """
+        self.storage.delete([catalog_log_key(entry.version)])
+        head = self._replay_forward(self._load_latest_checkpoint())
+        self._install(head)
+        if any(isinstance(a, SetWatermark) for a in actions):
+            raise CommitConflictError(
+                f"{entry.operation} was planned on catalog version {entry.base_version}, whose successors "
+                "were expired by log retention; nothing was applied, plan again from a fresh snapshot"
+            )
+        return head
 
     def _put_entry(self, entry: Entry) -> bool:
         """put_if_absent, resolving an ambiguous backend failure by reading the key back (commit id)."""
@@ -391,11 +476,11 @@ class Catalog:
     # ------------------------------------------------------------------------------------------ history
 
     def history(self, start_version: int | None = None, end_version: int | None = None) -> list[EntryInfo]:
-        """Summaries of entries ``start_version..end_version`` (default: all, up to the refreshed head)."""
+        """Summaries of entries ``start_version..end_version`` (default: all retained, up to the refreshed head)."""
         head = self.refresh()
         stop = head.version if end_version is None else min(end_version, head.version)
         out: list[EntryInfo] = []
-        for v in range(max(0, start_version or 0), stop + 1):
+        for v in range(max(self.log_floor(), start_version or 0), stop + 1):
             e = self.read_entry(v)
             out.append(
                 EntryInfo(e.version, e.timestamp_ms, e.operation, e.writer, e.base_version, _summarise(e))
@@ -403,10 +488,10 @@ class Catalog:
         return out
 
     def version_as_of(self, timestamp_ms: int) -> int:
-        """The newest version committed at or before ``timestamp_ms`` (binary search over the log)."""
+        """The newest version committed at or before ``timestamp_ms`` (binary search over the retained log)."""
         head = self.refresh()
-        lo, hi = 0, head.version
-        if self.read_entry(0).timestamp_ms > timestamp_ms:
+        lo, hi = self.log_floor(), head.version
+        if self.read_entry(lo).timestamp_ms > timestamp_ms:
             raise NotFoundError(f"the catalog has no version at or before timestamp {timestamp_ms} ms")
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -415,6 +500,69 @@ class Catalog:
             else:
                 hi = mid - 1
         return lo
+
+    # --------------------------------------------------------------------------------------- log expiry
+
+    def log_floor(self) -> int:
+        """The oldest version whose entry log expiry keeps (one GET; 0 if the log was never expired)."""
+        return read_log_floor(self.storage)
+
+    def expire_log(
+        self,
+        retention_ms: int = DEFAULT_LOG_RETENTION_MS,
+        *,
+        now_ms: int | None = None,
+        dry_run: bool = False,
+    ) -> LogExpiry:
+        """Delete the log entries and checkpoints that no snapshot younger than ``retention_ms`` needs.
+
+        The new floor is the newest checkpoint at or before the version current at ``now - retention``;
+        the floor is raised first, then entries and checkpoints below it are deleted, oldest first. Time
+        travel below the floor ends; a committer that lands on an expired number withdraws (see commit).
+        """
+        if retention_ms < MIN_LOG_RETENTION_MS:
+            raise InvalidQueryError(
+                f"log retention must be at least {MIN_LOG_RETENTION_MS // 60_000} minutes, got {retention_ms} ms"
+            )
+        cutoff = (_now_ms() if now_ms is None else now_ms) - retention_ms
+        old_floor = self.log_floor()
+        try:
+            protected = self.version_as_of(cutoff)
+        except NotFoundError:
+            protected = old_floor  # every retained entry is younger than the cutoff
+        checkpoints = list_checkpoints(self.storage)
+        floor = max([c for c in checkpoints if c <= protected] + [old_floor])
+        if floor > old_floor:
+            self._ensure_checkpoint(floor)
+        entries = sorted(v for v in self._log_versions() if v < floor)
+        stale_checkpoints = [c for c in checkpoints if c < floor]
+        if not dry_run:
+            write_log_floor(self.storage, floor)
+            self.storage.delete([catalog_log_key(v) for v in entries])
+            self.storage.delete([catalog_checkpoint_key(c) for c in stale_checkpoints])
+            with self._lock:
+                for cache in (self._entries, self._snapshots):
+                    for v in [v for v in cache if v < floor]:
+                        del cache[v]
+        return LogExpiry(dry_run, cutoff, floor, tuple(entries), tuple(stale_checkpoints))
+
+    def _ensure_checkpoint(self, version: int) -> None:
+        """Rewrite checkpoint ``version`` from the log if it is unreadable, before the log below it goes."""
+        try:
+            load_checkpoint(self.storage, version)
+        except CorruptBlockError as exc:
+            log.warning("rewriting unreadable checkpoint before log expiry: %s", exc)
+            write_checkpoint(self.storage, self.snapshot(version))
+
+    def _log_versions(self) -> list[int]:
+        """Versions of every entry object under ``_catalog/log/`` (one LIST)."""
+        out: list[int] = []
+        for obj in self.storage.list(CATALOG_LOG_PREFIX):
+            try:
+                out.append(parse_catalog_log_key(obj.key))
+            except InvalidNameError:
+                continue  # a stray object or temp file is not an entry
+        return out
 
     def referenced_paths(self, since_version: int) -> set[str]:
         """Every data path live in any snapshot from ``since_version`` to the head (what vacuum must keep)."""

@@ -30,6 +30,7 @@ from tsdb_lake.model import validate_name
 __all__ = [
     "CATALOG_CHECKPOINT_PREFIX",
     "CATALOG_LAST_CHECKPOINT",
+    "CATALOG_LOG_FLOOR",
     "CATALOG_LOG_PREFIX",
     "CATALOG_PREFIX",
     "DATA_PREFIX",
@@ -65,6 +66,7 @@ CATALOG_PREFIX: Final = "_catalog/"
 CATALOG_LOG_PREFIX: Final = "_catalog/log/"
 CATALOG_CHECKPOINT_PREFIX: Final = "_catalog/checkpoints/"
 CATALOG_LAST_CHECKPOINT: Final = "_catalog/_last_checkpoint"
+CATALOG_LOG_FLOOR: Final = "_catalog/_log_floor"
 
 #: Storage tiers, finest first, and the calendar period each tier is partitioned by.
 TIERS: Final = ("raw", "1m", "1h", "1d")
