@@ -1,5 +1,5 @@
 """Property test: random action sequences against a plain in-memory model of the catalog, with reopens
-(from checkpoints, small interval) and time travel checked against the model's recorded history."""
+(from checkpoints, small interval), log expiry, and time travel checked against the model's recorded history."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tsdb_lake.catalog import (
+    MIN_LOG_RETENTION_MS,
     AddFile,
     Catalog,
     FieldSpec,
@@ -25,7 +26,7 @@ from tsdb_lake.catalog import (
     Snapshot,
     WriterProgress,
 )
-from tsdb_lake.errors import CommitConflictError, SchemaConflictError
+from tsdb_lake.errors import CommitConflictError, NotFoundError, SchemaConflictError
 from tsdb_lake.storage.base import Storage
 
 _scope = st.sampled_from([None, "acme", "beta"])
@@ -46,6 +47,7 @@ ops = st.one_of(
     st.tuples(st.just("field"), st.sampled_from(["f1", "f2", "host"]), st.sampled_from(["float64", "int64"])),
     st.tuples(st.just("reopen")),
     st.tuples(st.just("travel"), st.integers(0, 50)),
+    st.tuples(st.just("expire")),
 )
 
 
@@ -86,6 +88,7 @@ def test_random_histories_match_the_model(storage: Storage, lake_target: Any) ->
         cat = Catalog.create_or_open(storage, checkpoint_interval=3)
         model = Model()
         history = [model.copy()]  # model state per version
+        floor = 0  # versions below it were expired
         for step in steps:
             kind = step[0]
             actions: list[Any] = []
@@ -143,9 +146,18 @@ def test_random_histories_match_the_model(storage: Storage, lake_target: Any) ->
                 cat = Catalog.open(storage, checkpoint_interval=3)
                 _matches(cat.snapshot(), model)
                 continue
+            elif kind == "expire":  # everything is a day old: keep only the newest checkpoint onwards
+                report = cat.expire_log(MIN_LOG_RETENTION_MS, now_ms=cat.snapshot().timestamp_ms + 86_400_000)
+                assert floor <= report.floor <= cat.version and not any(v >= report.floor for v in report.entries)
+                floor = report.floor
+                continue
             else:
                 v = step[1] % (cat.version + 1)
-                _matches(Catalog.open(storage).snapshot(v), history[v])
+                if v < floor:
+                    with pytest.raises(NotFoundError, match="expired by log retention"):
+                        Catalog.open(storage).snapshot(v)
+                else:
+                    _matches(Catalog.open(storage).snapshot(v), history[v])
                 continue
             if expect is not None:
                 with pytest.raises(expect):
@@ -158,6 +170,6 @@ def test_random_histories_match_the_model(storage: Storage, lake_target: Any) ->
             assert snap.version == len(history) - 1
             _matches(snap, model)
         _matches(Catalog.open(storage, checkpoint_interval=3).snapshot(), model)
-        assert assert_catalog_valid(storage) >= len(history)
+        assert assert_catalog_valid(storage) >= len(history) - floor
 
     run()
