@@ -446,6 +446,28 @@ The lake is ./lake unless --lake or $TSDB_LAKE_URI says otherwise. `tsdb-lake CO
 """
 
 
+def _subcommand(
+    sub: Any,
+    name: str,
+    help_text: str,
+    example: str,
+    *,
+    description: str | None = None,
+    common: bool = True,
+    default_lake: str = _DEFAULT_LAKE,
+) -> argparse.ArgumentParser:
+    """A sub-command parser whose --help shows its description and an example; with the common options."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=f"{description or help_text}\n\nexample:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if common:  # nested sub-commands (retention) take --lake after the action instead
+        _common(p, default_lake)
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsdb-lake",
@@ -466,14 +488,7 @@ def _parser() -> argparse.ArgumentParser:
         common: bool = True,
         default_lake: str = _DEFAULT_LAKE,
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(
-            name,
-            help=help_text,
-            description=f"{help_text}\n\nexample:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        if common:  # nested sub-commands (retention) take --lake after the action instead
-            _common(p, default_lake)
+        p = _subcommand(sub, name, help_text, example, common=common, default_lake=default_lake)
         p.set_defaults(default_lake=default_lake)
         p.set_defaults(func=fn)
         return p
@@ -594,44 +609,35 @@ def _parser() -> argparse.ArgumentParser:
         common=False,
     )
     rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    r = rsub.add_parser(
-        "show",
-        help="list the stored rules",
-        description="list the stored rules\n\nexample:\n  tsdb-lake retention show --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(r)
+    r = _subcommand(rsub, "show", "list the stored rules", "tsdb-lake retention show --json")
     r.add_argument("--json", action="store_true", help="print the rules as JSON")
-    r = rsub.add_parser(
+    r = _subcommand(
+        rsub,
         "set",
-        help="keep TIER data for TTL (e.g. 30d; 'forever' = no expiry)",
-        description="keep TIER data of the scope for TTL; the most specific scope wins\n\n"
-        "example:\n  tsdb-lake retention set raw 7d --tenant acme --metric cpu",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "keep TIER data for TTL (e.g. 30d; 'forever' = no expiry)",
+        "tsdb-lake retention set raw 7d --tenant acme --metric cpu",
+        description="keep TIER data of the scope for TTL; the most specific scope wins",
     )
-    _common(r)
     r.add_argument("tier", help="raw, 1m, 1h or 1d")
     r.add_argument("ttl", help="a duration: 90m, 36h, 30d, 52w, or 'forever'")
     _scope(r, "the rule")
-    r = rsub.add_parser(
+    r = _subcommand(
+        rsub,
         "remove",
-        help="delete the rule with exactly this scope",
-        description="delete the rule with exactly this scope (a less specific one applies)\n\n"
-        "example:\n  tsdb-lake retention remove raw --tenant acme",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "delete the rule with exactly this scope",
+        "tsdb-lake retention remove raw --tenant acme",
+        description="delete the rule with exactly this scope (a less specific one applies)",
     )
-    _common(r)
     r.add_argument("tier", help="raw, 1m, 1h or 1d")
     _scope(r, "the rule")
-    r = rsub.add_parser(
+    r = _subcommand(
+        rsub,
         "apply",
-        help="expire partitions past their TTL (behind the rollup guard)",
+        "expire partitions past their TTL (behind the rollup guard)",
+        "tsdb-lake retention apply --dry-run",
         description="expire whole partitions past their TTL in one commit; a partition is kept "
-        "until every coarser rollup tier covers it. Vacuum deletes the files later.\n\n"
-        "example:\n  tsdb-lake retention apply --dry-run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "until every coarser rollup tier covers it. Vacuum deletes the files later.",
     )
-    _common(r)
     _scope(r, "expiry")
     r.add_argument("--dry-run", action="store_true", help="only report what would expire")
     r.add_argument("--json", action="store_true", help="print the report as JSON")
