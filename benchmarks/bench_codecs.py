@@ -6,6 +6,8 @@ BYTE_STREAM_SPLIT+zstd (size = compressed column-chunk size from the metadata / 
 split into chunks of ``CHUNK`` points as the store does; decoders run over all chunks of a dataset in one
 batch call (single thread unless the column says ``par``). Writes ``benchmarks/results/codecs.json``.
 
+``tsbs/cpu-only@360`` repeats TSBS in hourly chunks of 360 points, as hourly raw partitions store it.
+
 Run: ``.venv/bin/python benchmarks/bench_codecs.py``.
 """
 
@@ -31,6 +33,7 @@ from tsdb_lake import codecs
 __all__ = ["CHUNK", "datasets", "main", "markdown"]
 
 CHUNK = 4096  # the store's DEFAULT_CHUNK_POINTS (tsdb_lake.format.raw)
+HOURLY = 360  # points per series per hour at 10 s: the chunk size of hourly raw partitions
 NAB_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "nab"
 SYNTH_N = 100_000
 TARGETS = {
@@ -90,6 +93,8 @@ def datasets() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]
     ts, vals, src = _tsbs()
     out["tsbs/cpu-only"] = (ts, vals)
     notes["tsbs/cpu-only"] = f"10 usage_* fields, 1 host, 1 day at 10 s ({src})"
+    out["tsbs/cpu-only@360"] = (ts, vals)
+    notes["tsbs/cpu-only@360"] = f"as tsbs/cpu-only, in chunks of {HOURLY} points (hourly partitions)"
     t0 = np.datetime64("2024-01-01T00:00:00", "ns").view(np.int64)
     n = SYNTH_N
     regular10 = t0 + np.arange(n, dtype=np.int64) * 10_000_000_000
@@ -108,8 +113,12 @@ def datasets() -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]
     return out, notes
 
 
-def _chunks(a: np.ndarray) -> list[np.ndarray]:
-    return [a[i : i + CHUNK] for i in range(0, len(a), CHUNK)]
+def _chunk_size(name: str) -> int:
+    return HOURLY if name.endswith(f"@{HOURLY}") else CHUNK
+
+
+def _chunks(a: np.ndarray, chunk: int = CHUNK) -> list[np.ndarray]:
+    return [a[i : i + chunk] for i in range(0, len(a), chunk)]
 
 
 def _layout(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +127,8 @@ def _layout(blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(blobs), np.uint8), offsets
 
 
-def _ours(kind: str, series: np.ndarray) -> dict[str, Any]:
-    parts = _chunks(series)
+def _ours(kind: str, series: np.ndarray, chunk: int = CHUNK) -> dict[str, Any]:
+    parts = _chunks(series, chunk)
     n = len(series)
     view: type[np.generic]
     if kind == "timestamp":
@@ -144,7 +153,7 @@ def _ours(kind: str, series: np.ndarray) -> dict[str, Any]:
     blobs = [enc(p) for p in parts]
     t_enc = best_time(lambda: [enc(p) for p in parts], min_total=0.1, max_runs=20, clock=time.thread_time)
     layout = _layout(blobs)
-    offsets = np.append(np.arange(0, n, CHUNK), n).astype(np.int64)
+    offsets = np.append(np.arange(0, n, chunk), n).astype(np.int64)
     if kind == "timestamp":
 
         def enc_many() -> tuple[np.ndarray, np.ndarray]:
@@ -225,9 +234,10 @@ def main() -> dict[str, Any]:
                 "n": len(vals),
                 "n_timestamps": len(ts),
                 "note": notes[name],
-                "timestamp": _ours("timestamp", ts),
-                "gorilla": _ours("gorilla", vals),
-                "adaptive": _ours("adaptive", vals),
+                "chunk_points": _chunk_size(name),
+                "timestamp": _ours("timestamp", ts, _chunk_size(name)),
+                "gorilla": _ours("gorilla", vals, _chunk_size(name)),
+                "adaptive": _ours("adaptive", vals, _chunk_size(name)),
                 "parquet_plain_zstd": _parquet(vals, "PLAIN", tmp),
                 "parquet_bss_zstd": _parquet(vals, "BYTE_STREAM_SPLIT", tmp),
             }

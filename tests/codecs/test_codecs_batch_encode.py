@@ -13,7 +13,7 @@ from tsdb_lake import codecs
 from tsdb_lake.codecs import CodecId
 from tsdb_lake.codecs.batch import PARALLEL_MIN_VALUES
 
-FLOAT_CHOICES = [None, CodecId.GORILLA, CodecId.ALP, CodecId.RLE, CodecId.RAW]
+FLOAT_CHOICES = [None, CodecId.GORILLA, CodecId.ALP, CodecId.RLE, CodecId.RAW, CodecId.ALP_ANS]
 
 
 @st.composite

@@ -89,7 +89,7 @@ def test_mutated_blobs(blob: bytes, data: st.DataObject) -> None:
 
 
 def test_hostile_counts_do_not_allocate() -> None:
-    for cid in range(1, 8):
+    for cid in range(1, 9):
         blob = bytes([cid]) + bytes([0xFF] * 9) + bytes([0x01]) + bytes(8)
         _all_decoders_behave(blob)
     # an RLE blob claiming a huge run is rejected by the expansion cap, not allocated

@@ -23,6 +23,7 @@ GOLDEN = [
     ),
     (lambda: codecs.encode_ints(np.array([7, 7, 7, 7])), "02 04 00 07 00 00 00 00 00 00 00 01"),
     (lambda: codecs.encode_floats(np.array([]), CodecId.RAW), "04 00"),
+    (lambda: codecs.encode_floats(np.array([1.0, 2.0, 2.0, 3.0]), CodecId.ALP_ANS), "07 04 80 32 a0 05 41"),
 ]
 
 

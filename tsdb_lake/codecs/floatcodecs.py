@@ -275,14 +275,13 @@ def alp_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) ->
 
 
 @njit(cache=True)
-def alp_encode_count(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) -> tuple[int, int]:
-    """:func:`alp_encode`, also returning how many non-zero, in-range values needed a correction."""
+def alp_ints(vals: np.ndarray, e: int, f: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """ALP integers and corrections of ``vals`` for ``(e, f)``: ``(d, zigzag corrections, inexact count)``.
+
+    The inexact count is how many non-zero, in-range values needed a correction.
+    """
     n = vals.shape[0]
-    if n == 0:
-        return pos, 0
     bits = vals.view(np.uint64)
-    pos = put(words, pos, U64(e), 8)
-    pos = put(words, pos, U64(f), 8)
     d = np.empty(n, np.int64)
     ok = np.empty(n, np.bool_)
     filler = np.int64(0)
@@ -310,6 +309,18 @@ def alp_encode_count(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: i
         corr[i] = zigzag(bits[i] - decb[i])
         if corr[i] != U64(0) and ok[i] and vals[i] != 0.0:
             inexact += 1
+    return d, corr, inexact
+
+
+@njit(cache=True)
+def alp_encode_count(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) -> tuple[int, int]:
+    """:func:`alp_encode`, also returning how many non-zero, in-range values needed a correction."""
+    n = vals.shape[0]
+    if n == 0:
+        return pos, 0
+    pos = put(words, pos, U64(e), 8)
+    pos = put(words, pos, U64(f), 8)
+    d, corr, inexact = alp_ints(vals, e, f)
     pos = ints_encode(words, pos, d.view(np.uint64), True)
     return pfor_write(words, pos, corr), inexact
 

@@ -37,9 +37,10 @@ class CodecId(IntEnum):
     RAW = 4  #: float64 raw, 8 bytes little endian each
     RLE = 5  #: float64 runs of bit-identical values (constant chunks)
     ALP = 6  #: float64 as decimal-scaled integers + bit-pattern corrections (after ALP, SIGMOD 2024)
+    ALP_ANS = 7  #: ALP's integers as entropy-coded (rANS) delta or frame-of-reference residuals
 
 
-FLOAT_CODECS = frozenset({CodecId.GORILLA, CodecId.RAW, CodecId.RLE, CodecId.ALP})
+FLOAT_CODECS = frozenset({CodecId.GORILLA, CodecId.RAW, CodecId.RLE, CodecId.ALP, CodecId.ALP_ANS})
 INT_CODECS = frozenset({CodecId.TIMESTAMP, CodecId.INT64})
 
 

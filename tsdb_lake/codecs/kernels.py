@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from tsdb_lake.codecs.alpans import alp_ans_decode, alp_ans_encode, alp_ans_max_bits
 from tsdb_lake.codecs.bits import (
     E_BAD_FIELD,
     E_CODEC,
@@ -44,6 +45,7 @@ from tsdb_lake.codecs.intpack import ints_decode, ints_encode, ints_max_bits
 
 __all__ = [
     "C_ALP",
+    "C_ALP_ANS",
     "C_GORILLA",
     "C_INT64",
     "C_RAW",
@@ -71,9 +73,11 @@ C_GORILLA = 3
 C_RAW = 4
 C_RLE = 5
 C_ALP = 6
-MASK_FLOAT = (1 << C_GORILLA) | (1 << C_RAW) | (1 << C_RLE) | (1 << C_ALP)
+C_ALP_ANS = 7
+MASK_FLOAT = (1 << C_GORILLA) | (1 << C_RAW) | (1 << C_RLE) | (1 << C_ALP) | (1 << C_ALP_ANS)
 MASK_ANY = MASK_FLOAT | (1 << C_TIMESTAMP) | (1 << C_INT64)
 _HEADER_BITS = 8 + 80
+ANS_MARGIN_SHIFT = 5  # ALP_ANS must beat the best other codec by more than best / 2^5
 
 
 @njit(cache=True)
@@ -110,12 +114,16 @@ def blob_max_bits(codec: int, n: int) -> int:
         return _HEADER_BITS + 88 + 144 * n
     if codec == C_ALP:
         return _HEADER_BITS + alp_max_bits(n)
+    if codec == C_ALP_ANS:
+        return _HEADER_BITS + alp_ans_max_bits(n)
     return _HEADER_BITS + 64 * n
 
 
 @njit(cache=True)
-def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
+def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int]:
     """The smallest ALP blob among the candidates, plus one step towards more precision when needed.
+
+    Returns ``(words, end bit position, e, f)`` of the winner.
 
     The candidates come from a 64-value sample; when the best one leaves in-range values needing corrections
     that the sample did not show, the next more precise exponent pair (``e + 1``, or ``f - 1``) is tried too.
@@ -143,15 +151,24 @@ def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
             w = new_words(_HEADER_BITS + alp_max_bits(n))
             p, _ = alp_encode_count(w, _header(w, C_ALP, n), vals, ne, nf)
             if p < pos:
-                words, pos = w, p
-    return words, pos
+                words, pos, be, bf = w, p, ne, nf
+    return words, pos, be, bf
+
+
+@njit(cache=True)
+def _alp_ans_words(vals: np.ndarray, e: int, f: int) -> tuple[np.ndarray, int]:
+    """An ALP_ANS blob of ``vals`` with exponents ``(e, f)``."""
+    n = vals.shape[0]
+    words = new_words(_HEADER_BITS + alp_ans_max_bits(n))
+    return words, alp_ans_encode(words, _header(words, C_ALP_ANS, n), vals, e, f)
 
 
 @njit(cache=True)
 def float_words(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
     """A float blob of ``vals`` with the given codec as ``(words, end bit position)``.
 
-    ALP encodes the one or two candidates :func:`alp_candidates` proposes and keeps the smaller.
+    ALP encodes the one or two candidates :func:`alp_candidates` proposes and keeps the smaller; ALP_ANS
+    uses the exponents of that ALP winner.
     """
     n = vals.shape[0]
     bits = vals.view(np.uint64)
@@ -162,7 +179,13 @@ def float_words(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
         words = new_words(_HEADER_BITS + 88 + 144 * rle_runs(bits))
         pos = rle_encode(words, _header(words, codec, n), bits)
     elif codec == C_ALP:
-        words, pos = _alp_words(vals)
+        words, pos, _, _ = _alp_words(vals)
+    elif codec == C_ALP_ANS:
+        e = 0
+        f = 0
+        if n > 0:
+            _, _, e, f = _alp_words(vals)
+        words, pos = _alp_ans_words(vals, e, f)
     else:
         words = new_words(_HEADER_BITS + 64 * n)
         pos = raw_encode(words, _header(words, C_RAW, n), bits)
@@ -185,11 +208,11 @@ def _alp_floor(n: int) -> int:
 
 @njit(cache=True)
 def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
-    """The smallest of RLE, ALP, Gorilla and raw for ``vals`` as ``(words, end bit position)``.
+    """The smallest of RLE, ALP, ALP_ANS, Gorilla and raw for ``vals`` as ``(words, end bit position)``.
 
-    Ties: RAW, then RLE (if not larger), then Gorilla and ALP (each only if strictly smaller), in that
-    order. Sizes of RAW, RLE and Gorilla are computed exactly without writing; ALP (the usual winner) is
-    encoded first, Gorilla's size pass stops as soon as it cannot win, and only the winner is written.
+    Ties: RAW, then RLE (if not larger), then Gorilla and ALP (each only if strictly smaller), then ALP_ANS
+    only if more than 1/32 smaller than the best (its decoder is slower), in that order. Sizes of RAW, RLE and Gorilla are computed exactly without writing; ALP and ALP_ANS (with
+    ALP's exponents) are encoded first, Gorilla's size pass stops as soon as it cannot win.
     """
     n = vals.shape[0]
     bits = vals.view(np.uint64)
@@ -203,20 +226,30 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
     alp: int = 1 << 62
     alp_w = new_words(0)
     alp_pos = 0
+    ans: int = 1 << 62
+    ans_w = new_words(0)
+    ans_pos = 0
     if n > 0 and best > _alp_floor(n):
-        alp_w, alp_pos = float_words(C_ALP, vals)
+        alp_w, alp_pos, e, f = _alp_words(vals)
         alp = alp_pos - 8 - varint_bits(U64(n))
-    limit = min(best, alp + 1)
+        ans_w, ans_pos = _alp_ans_words(vals, e, f)
+        ans = ans_pos - 8 - varint_bits(U64(n))
+    limit = min(best, min(alp, ans) + 1)
     if gorilla_bits(bits, limit) < limit:
         return float_words(C_GORILLA, vals)
     if alp < best:
+        best = alp
+        pre = C_ALP
+    if ans < best - (best >> ANS_MARGIN_SHIFT):  # slower to decode: must save over 1/32 of the best
+        return ans_w, ans_pos
+    if pre == C_ALP:
         return alp_w, alp_pos
     return float_words(pre, vals)
 
 
 @njit(cache=True)
 def encode_adaptive(vals: np.ndarray) -> np.ndarray:
-    """The smallest of RLE, ALP, Gorilla and raw for ``vals`` (see :func:`adaptive_words`)."""
+    """The smallest of RLE, ALP, ALP_ANS, Gorilla and raw for ``vals`` (see :func:`adaptive_words`)."""
     words, pos = adaptive_words(vals)
     return finish(words, pos)
 
@@ -279,6 +312,8 @@ def decode_blob(
         pos, st = ints_decode(words, pos, total, n, out, o)
     elif codec == C_ALP:
         pos, st = alp_decode(words, pos, total, n, out, outf, o)
+    elif codec == C_ALP_ANS:
+        pos, st = alp_ans_decode(words, pos, total, n, out, outf, o)
     else:
         pos, st = _decode_rest(codec, words, pos, total, n, out, o)
     if st != OK:

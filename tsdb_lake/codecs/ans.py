@@ -1,0 +1,333 @@
+"""Entropy coding of small unsigned integers: hybrid tokens, a 4-bit log-scale table and a bitwise rANS coder.
+
+Each value ``u`` becomes a token (``u`` itself below 16; above, its bit length and next-highest bit) plus raw
+extra bits. Token frequencies (summing to 1024) come from one 4-bit code per token (or per ± pair of
+zigzagged tokens), each a weight ``≈ 4096 · 2^(-code/2)``, normalised by integer arithmetic. The tokens are
+coded with range ANS over a state in [2^12, 2^13) renormalised bit by bit, so a chunk pays a few bits of
+table and a 12-bit final state instead of a fixed bit width per value. Layout: ``catalog/CODECS.md`` (§9).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tsdb_lake.codecs.bits import E_BAD_FIELD, E_TRUNCATED, OK, bitlen, get, put
+
+__all__ = [
+    "ABSENT",
+    "ANS_PREC",
+    "ANS_STATE_BITS",
+    "DIRECT",
+    "MAX_TOKENS",
+    "WEIGHTS",
+    "ans_max_bits",
+    "ans_plan",
+    "ans_read",
+    "ans_write",
+    "entropy_bits",
+    "normalize",
+    "token_hist",
+    "token_of",
+    "token_value_base",
+]
+
+U64 = np.uint64
+ANS_PREC = 10  # frequencies sum to 2^10
+ANS_TOTAL = 1 << ANS_PREC
+ANS_STATE_BITS = 12  # coder state x in [2^12, 2^13)
+ANS_L = 1 << ANS_STATE_BITS
+DIRECT = 16  # tokens below this are the value itself
+MAX_TOKENS = 136  # 16 direct tokens + 2 per bit length 5..64
+ABSENT = 15  # table code of a token that never occurs
+#: ``WEIGHTS[c] = round(4096 * 2^(-c/2))``: the relative weight of table code ``c`` (0..14).
+WEIGHTS = np.array([4096, 2896, 2048, 1448, 1024, 724, 512, 362, 256, 181, 128, 91, 64, 45, 32], np.int64)
+#: ``_LOG2[f] = log2(f)`` for the frequencies 1..2^ANS_PREC (cost estimates only).
+_LOG2 = np.log2(np.maximum(np.arange(ANS_TOTAL + 1, dtype=np.float64), 1.0))
+_RATIO = 1 << (ANS_STATE_BITS + 1 - ANS_PREC)  # before coding a token of frequency f, x is in [f·R/2, f·R)
+
+
+@njit(cache=True, inline="always")
+def token_of(u: np.uint64) -> tuple[int, np.uint64, int]:
+    """``(token, extra bits, number of extra bits)`` of the unsigned value ``u``."""
+    if u < U64(DIRECT):
+        return int(np.int64(u)), U64(0), 0
+    h = bitlen(u) - 1
+    t = DIRECT + 2 * (h - 4) + int(np.int64((u >> U64(h - 1)) & U64(1)))
+    return t, u & ((U64(1) << U64(h - 1)) - U64(1)), h - 1
+
+
+@njit(cache=True, inline="always")
+def token_value_base(t: int) -> tuple[np.uint64, int]:
+    """``(smallest value of token t, number of extra bits)`` for a hybrid token ``t >= DIRECT``."""
+    j = t - DIRECT
+    h = 4 + (j >> 1)
+    return U64(2 + (j & 1)) << U64(h - 1), h - 1
+
+
+@njit(cache=True)
+def token_hist(u: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Tokens of ``u`` into ``toks``: ``(histogram over MAX_TOKENS, K = largest token + 1, extra bits)``."""
+    hist = np.zeros(MAX_TOKENS, np.int64)
+    k = 0
+    extra = 0
+    for i in range(u.shape[0]):
+        t, _, nb = token_of(u[i])
+        toks[i] = t
+        hist[t] += 1
+        extra += nb
+        if t >= k:
+            k = t + 1
+    return hist, k, extra
+
+
+@njit(cache=True)
+def normalize(codes: np.ndarray, k: int, freq: np.ndarray, cum: np.ndarray) -> bool:
+    """Frequencies (sum 1024) and cumulative starts of tokens ``0..k-1`` from their codes; False if none present.
+
+    ``f_t = 1 + WEIGHTS[c_t] · (1024 − P) // S`` for each present token (``P`` present, ``S`` their weight
+    sum); the remainder goes to the first present token with the smallest code.
+    """
+    s = 0
+    p = 0
+    best = -1
+    for t in range(k):
+        c = codes[t]
+        if c < ABSENT:
+            s += WEIGHTS[c]
+            p += 1
+            if best < 0 or c < codes[best]:
+                best = t
+    if p == 0:
+        return False
+    budget = ANS_TOTAL - p
+    tot = 0
+    for t in range(k):
+        c = codes[t]
+        f = 0
+        if c < ABSENT:
+            f = 1 + (WEIGHTS[c] * budget) // s
+        freq[t] = f
+        tot += f
+    freq[best] += ANS_TOTAL - tot
+    acc = 0
+    for t in range(k):
+        cum[t] = acc
+        acc += freq[t]
+    cum[k] = acc
+    return True
+
+
+@njit(cache=True)
+def _expand(g: np.ndarray, k: int, sym: bool, codes: np.ndarray) -> None:
+    """Per-token codes from per-group codes (groups are tokens, or 0, {1, 2}, {3, 4}, … when ``sym``)."""
+    for t in range(k):
+        codes[t] = g[(t + 1) >> 1] if sym else g[t]
+
+
+@njit(cache=True)
+def _cost(
+    hist: np.ndarray, g: np.ndarray, k: int, sym: bool, codes: np.ndarray, freq: np.ndarray, cum: np.ndarray
+) -> float:
+    """Estimated coded bits of the tokens ``hist`` under group codes ``g`` (infinite if a used token is absent)."""
+    _expand(g, k, sym, codes)
+    if not normalize(codes, k, freq, cum):
+        return np.inf
+    bits = 0.0
+    for t in range(k):
+        if hist[t] > 0:
+            if freq[t] == 0:
+                return np.inf
+            bits += hist[t] * (ANS_PREC - _LOG2[freq[t]])
+    return bits
+
+
+@njit(cache=True)
+def _table_bits(k: int, sym: bool) -> int:
+    groups = 1 + k // 2 if sym else k
+    return (4 if k <= 15 else 11) + 1 + 4 * groups
+
+
+@njit(cache=True)
+def _plan_one(hist: np.ndarray, k: int, sym: bool) -> tuple[np.ndarray, float]:
+    """Group codes for ``hist`` (each ``round(-2 log2(p / p_max))``) and their estimated bits."""
+    ng = 1 + k // 2 if sym else k
+    avg = np.zeros(ng, np.float64)
+    for t in range(k):
+        gi = (t + 1) >> 1 if sym else t
+        size = 1.0 if (not sym or t == 0 or (t + 1 >= k and t % 2 == 1)) else 2.0
+        avg[gi] += hist[t] / size
+    top = avg.max()
+    g = np.full(ng, ABSENT, np.int64)
+    for j in range(ng):
+        if avg[j] > 0:
+            c = int(np.round(-2.0 * np.log2(avg[j] / top)))
+            g[j] = min(max(c, 0), ABSENT - 1)
+    codes = np.empty(k, np.int64)
+    freq = np.empty(k, np.int64)
+    cum = np.empty(k + 1, np.int64)
+    best = _cost(hist, g, k, sym, codes, freq, cum)
+    return g, best + _table_bits(k, sym)
+
+
+@njit(cache=True)
+def entropy_bits(hist: np.ndarray, k: int) -> float:
+    """Quick size estimate of coding ``hist``: empirical entropy plus 4 bits per used token (the table)."""
+    m = 0
+    used = 0
+    for t in range(k):
+        m += hist[t]
+        used += 1 if hist[t] > 0 else 0
+    bits = 4.0 * used
+    if m == 0:
+        return bits
+    lm = np.log2(m)
+    for t in range(k):
+        if hist[t] > 0:
+            bits += hist[t] * (lm - np.log2(hist[t]))
+    return bits
+
+
+@njit(cache=True)
+def ans_plan(hist: np.ndarray, k: int) -> tuple[np.ndarray, bool, float]:
+    """The cheaper table for token histogram ``hist`` (largest token ``k - 1``): ``(group codes, sym, est. bits)``.
+
+    The estimate covers the table and the coded tokens (not the 14-bit state nor extra bits).
+    """
+    g0, c0 = _plan_one(hist, k, False)
+    if k > 2:
+        g1, c1 = _plan_one(hist, k, True)
+        if c1 < c0:
+            return g1, True, c1
+    return g0, False, c0
+
+
+@njit(cache=True)
+def ans_max_bits(m: int) -> int:
+    """Upper bound of the bits :func:`ans_write` writes for ``m`` tokens."""
+    return 11 + 1 + 4 * MAX_TOKENS + 1 + ANS_STATE_BITS + (ANS_PREC + 1) * m
+
+
+@njit(cache=True)
+def ans_write(
+    words: np.ndarray, pos: int, toks: np.ndarray, k: int, g: np.ndarray, sym: bool, carry: int
+) -> int:
+    """Append the table, the carry flag, the final state and the renormalisation bits of tokens ``toks``.
+
+    ``carry`` (``0 <= carry < 2^12``, or -1 for none) is the encoder's initial state offset, which the
+    decoder recovers from its final state (so a small value rides along for free).
+    """
+    m = toks.shape[0]
+    if k <= 15:
+        pos = put(words, pos, U64(k - 1), 4)
+    else:
+        pos = put(words, pos, U64(15), 4)
+        pos = put(words, pos, U64(k - 16), 7)
+    pos = put(words, pos, U64(1 if sym else 0), 1)
+    ng = 1 + k // 2 if sym else k
+    for j in range(ng):
+        pos = put(words, pos, U64(g[j]), 4)
+    codes = np.empty(k, np.int64)
+    _expand(g, k, sym, codes)
+    freq = np.empty(k, np.int64)
+    cum = np.empty(k + 1, np.int64)
+    normalize(codes, k, freq, cum)
+    pos = put(words, pos, U64(1 if carry >= 0 else 0), 1)
+    x = ANS_L + (carry if carry >= 0 else 0)
+    ev = np.empty(m, np.int64)
+    ek = np.empty(m, np.int64)
+    # per token: base shift, the renormalisation bound and a reciprocal (x < 2^13, so x * rcp >> 32 = x // f)
+    nb0 = np.empty(k, np.int64)
+    bound = np.empty(k, np.int64)
+    rcp = np.empty(k, np.int64)
+    for t in range(k):
+        f = max(freq[t], 1)
+        bound[t] = _RATIO * f
+        nb0[t] = ANS_STATE_BITS + 1 - bitlen(U64(bound[t] - 1))
+        rcp[t] = ((1 << 32) + f - 1) // f
+    for i in range(m - 1, -1, -1):
+        t = toks[i]
+        nb = nb0[t]
+        if (x >> nb) >= bound[t]:
+            nb += 1
+        ev[i] = x & ((1 << nb) - 1)
+        ek[i] = nb
+        x >>= nb
+        q = (x * rcp[t]) >> 32
+        x = (q << ANS_PREC) + cum[t] + x - q * freq[t]
+    pos = put(words, pos, U64(x - ANS_L), ANS_STATE_BITS)
+    for i in range(m):
+        pos = put(words, pos, U64(ev[i]), int(ek[i]))
+    return pos
+
+
+@njit(cache=True)
+def ans_read(words: np.ndarray, pos: int, total: int, m: int, toks: np.ndarray) -> tuple[int, int, int]:
+    """Decode ``m`` tokens into ``toks`` (uint8): ``(pos, carry or -1, status)``; validates the table and state."""
+    if pos + 5 > total:
+        return pos, -1, E_TRUNCATED
+    k = int(np.int64(get(words, pos, 4))) + 1
+    pos += 4
+    if k == 16:
+        if pos + 7 > total:
+            return pos, -1, E_TRUNCATED
+        k = 16 + int(np.int64(get(words, pos, 7)))
+        pos += 7
+        if k > MAX_TOKENS:
+            return pos, -1, E_BAD_FIELD
+    if pos + 1 > total:
+        return pos, -1, E_TRUNCATED
+    sym = get(words, pos, 1) == U64(1)
+    pos += 1
+    ng = 1 + k // 2 if sym else k
+    if pos + 4 * ng + 1 + ANS_STATE_BITS > total:
+        return pos, -1, E_TRUNCATED
+    g = np.empty(ng, np.int64)
+    for j in range(ng):
+        g[j] = np.int64(get(words, pos, 4))
+        pos += 4
+    codes = np.empty(k, np.int64)
+    _expand(g, k, sym, codes)
+    freq = np.empty(k, np.int64)
+    cum = np.empty(k + 1, np.int64)
+    if not normalize(codes, k, freq, cum):
+        return pos, -1, E_BAD_FIELD
+    has_carry = get(words, pos, 1) == U64(1)
+    pos += 1
+    x = ANS_L + np.int64(get(words, pos, ANS_STATE_BITS))
+    pos += ANS_STATE_BITS
+    # one entry per slot: frequency (bits 0-11), slot - cum (bits 12-23), token (bits 24-31)
+    slots = np.empty(ANS_TOTAL, np.uint32)
+    for t in range(k):
+        c0 = cum[t]
+        head = np.uint32(freq[t] | (t << 24))
+        for j in range(freq[t]):
+            slots[c0 + j] = head | np.uint32(j << 12)
+    mask = ANS_TOTAL - 1
+    # bit buffer: ``buf`` holds stream bits pos .. pos+avail-1 (avail >= 16 before each token)
+    buf = get(words, pos, 64)
+    avail = 64
+    nxt = pos + 64  # stream position of the first bit not yet in buf
+    for i in range(m):
+        ent = np.int64(slots[x & mask])
+        x = (ent & 0xFFF) * (x >> ANS_PREC) + ((ent >> 12) & 0xFFF)
+        nb = ANS_STATE_BITS + 1 - bitlen(U64(x))
+        x = (x << nb) | np.int64(buf & ((U64(1) << U64(nb)) - U64(1)))
+        buf >>= U64(nb)
+        avail -= nb
+        pos += nb
+        toks[i] = ent >> 24
+        if avail < 16:
+            if pos > total:
+                return pos, -1, E_TRUNCATED
+            buf |= get(words, nxt, 64 - avail) << U64(avail)
+            nxt += 64 - avail
+            avail = 64
+    if pos > total:
+        return pos, -1, E_TRUNCATED
+    carry = int(x - ANS_L)
+    if has_carry:
+        return pos, carry, OK
+    if carry != 0:
+        return pos, -1, E_BAD_FIELD
+    return pos, -1, OK
