@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
+
+from tsdb_lake.errors import InvalidQueryError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compaction_testlib import (
@@ -32,8 +35,10 @@ NOW = BASE_NS + 3 * DAY
 AGGS = ["count", "sum", "min", "max", "last", "p50"]
 
 
-def _same(lake: Any, every: str, *, as_of: int | None = None, resolution: str = "auto") -> None:
-    kw = {"tenant": "t", "every": every, "agg": AGGS, "fields": ["usage", "count"], "as_of": as_of}
+def _same(
+    lake: Any, every: str, *, as_of: int | None = None, resolution: str = "auto", aggs: list[str] = AGGS
+) -> None:
+    kw = {"tenant": "t", "every": every, "agg": aggs, "fields": ["usage", "count"], "as_of": as_of}
     got = lake.query("cpu", BASE_NS, BASE_NS + DAY, resolution=resolution, **kw)
     raw = lake.query("cpu", BASE_NS, BASE_NS + DAY, resolution="raw", **kw)
     assert got.height == raw.height, (as_of, got.height, raw.height)
@@ -111,6 +116,10 @@ def test_rollups_with_writer_and_reader(lake_target: Any, tmp_path: Path) -> Non
     assert query_rows(lake) == expected_rows(oracle)
     _same(lake, "1h", resolution="1h")
     _same(lake, "1d", resolution="1d")
-    _same(lake, "1m", resolution="1m")
+    # 1m keeps no quantile state: it answers everything else; quantiles at 1m resolution come from raw
+    _same(lake, "1m", resolution="1m", aggs=[a for a in AGGS if a != "p50"])
+    _same(lake, "1m")
+    with pytest.raises(InvalidQueryError, match="no quantile state"):
+        _same(lake, "1m", resolution="1m")
     counts = lake.query("cpu", BASE_NS, BASE_NS + DAY, tenant="t", every="1d", agg=["count"], resolution="1d")
     assert counts.get_column("usage_count").sum() == len(oracle)

@@ -56,7 +56,11 @@ def test_rollup_pass_query_and_late_data(lake_target: Any) -> None:
     assert [f.partition for f in snap.files("t", "cpu", "1h")] == ["month=2023-11"]
     assert [f.partition for f in snap.files("t", "cpu", "1d")] == ["year=2023"]
     lineage = snap.files("t", "cpu", "1h")[0].lineage
-    assert lineage is not None and lineage.paths and all("tier=1m" in p for p in lineage.paths)
+    # 1h merges the 1m rows and takes its quantile state from raw (1m keeps none): both are its sources
+    assert lineage is not None and any("tier=1m" in p for p in lineage.paths)
+    assert all("tier=1m" in p or "tier=raw" in p for p in lineage.paths)
+    lineage = snap.files("t", "cpu", "1d")[0].lineage
+    assert lineage is not None and lineage.paths and all("tier=1h" in p for p in lineage.paths)
 
     for every, tier in (("1h", "1h"), ("1d", "1d"), ("10m", "1m")):
         explain = _assert_same(lake, every, T0, T0 + 2 * DAY, fields=["v"], agg=AGGS)
@@ -81,6 +85,9 @@ def test_rollup_pass_query_and_late_data(lake_target: Any) -> None:
     assert {"tier": "raw", "start": T0 + 5 * HOUR + 10 * MIN, "end": T0 + 5 * HOUR + 12 * MIN} in explain[
         "tiers"
     ]
+    # quantiles: 1h keeps quantile state (built from raw), its dirty hour comes from raw
+    explain = _assert_same(lake, "1h", T0, T0 + 2 * DAY, fields=["v"], agg=["p50", "p90", "count"])
+    assert [p["tier"] for p in explain["tiers"]] == ["1h", "raw", "1h"] and not explain["approximate"]
 
     before = {f.path: f for f in snap.by_path.values() if f.tier != "raw"}
     report = lake.rollup(now_ns=NOW)
@@ -93,6 +100,9 @@ def test_rollup_pass_query_and_late_data(lake_target: Any) -> None:
     for every in ("1h", "1d"):
         explain = _assert_same(lake, every, T0, T0 + 2 * DAY, fields=["v"], agg=AGGS)
         assert all(p["tier"] != "raw" for p in explain["tiers"])
+    # the rebuilt 1h buckets hold exact histograms again (1d buckets of ~1000 distinct floats are sketches)
+    explain = _assert_same(lake, "1h", T0, T0 + 2 * DAY, fields=["v"], agg=["p50", "p99"])
+    assert [p["tier"] for p in explain["tiers"]] == ["1h"] and not explain["approximate"]
     _assert_same(lake, "1d", T0, T0 + 2 * DAY, fields=["req"], agg=["increase"])
 
     # A second pass with nothing new does nothing.

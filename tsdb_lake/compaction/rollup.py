@@ -18,9 +18,11 @@ files in one commit per tier, finest tier first, so rebuilt buckets cascade up t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +44,14 @@ from tsdb_lake.catalog import (
     SourceRange,
     TierSpec,
 )
-from tsdb_lake.compaction.rollup_math import boundary_deltas, field_infos, merge_rollup, points_to_rollup
+from tsdb_lake.compaction.rollup_math import (
+    boundary_deltas,
+    field_infos,
+    merge_rollup,
+    points_to_rollup,
+    sort_by_series_time,
+    state_rollup,
+)
 from tsdb_lake.errors import CommitConflictError, TsdbLakeError
 from tsdb_lake.format.rollup import (
     ROLLUP_FORMAT_VERSION,
@@ -58,6 +67,7 @@ from tsdb_lake.storage.base import Storage
 
 __all__ = [
     "HOUR_NS",
+    "QUANTILE_MIN_BUCKET_NS",
     "RollupReport",
     "TierPass",
     "boundary_deltas",
@@ -65,6 +75,7 @@ __all__ = [
     "late_data_actions",
     "merge_rollup",
     "points_to_rollup",
+    "quantile_tiers",
     "rollup_tiers",
     "run_rollups",
 ]
@@ -90,6 +101,22 @@ def rollup_tiers(snapshot: Snapshot, tenant: str, metric: str) -> list[TierSpec]
             continue
         out.append(t)
     return out
+
+
+#: Tiers with buckets at least this wide keep quantile state; finer ones (a 1m bucket of 10 s data holds 6
+#: values, whose histogram is larger than the values in raw) keep none, except a lake's coarsest tier.
+QUANTILE_MIN_BUCKET_NS = HOUR_NS
+
+
+def quantile_tiers(tiers: Sequence[TierSpec]) -> set[str]:
+    """Names of the tiers (``rollup_tiers`` order, finest first) that keep quantile state.
+
+    Those with buckets of at least :data:`QUANTILE_MIN_BUCKET_NS`, and always the coarsest tier, so some tier
+    answers quantiles over any range once raw has expired.
+    """
+    return {
+        t.name for i, t in enumerate(tiers) if t.bucket_ns >= QUANTILE_MIN_BUCKET_NS or i == len(tiers) - 1
+    }
 
 
 def _floor(t: int, step: int) -> int:
@@ -209,6 +236,24 @@ class RollupReport:
         }
 
 
+@dataclass
+class _PassCache:
+    """Quantile state built from raw points during a pass, for the tiers that take it from raw.
+
+    A tier with quantile state whose source tier keeps none (1h over a stateless 1m) builds its state from
+    raw. The raw read of the finest tier computes it for whole buckets of those tiers (``targets``) and keeps
+    it here as ``(start, end, state rows)`` per tier, so the coarser tier need not read raw again.
+    """
+
+    targets: list[TierSpec] = field(default_factory=list)
+    raw_state: dict[str, list[tuple[int, int, pl.DataFrame]]] = field(default_factory=dict)
+    #: the next coarser tier, and whether it takes its quantile state from this tier's rows
+    next_tier: TierSpec | None = None
+    next_merges_state: bool = False
+    #: file key written this pass → (bucket, its rows merged into ``next_tier``'s buckets)
+    rows: dict[str, tuple[int, pl.DataFrame]] = field(default_factory=dict)
+
+
 def run_rollups(
     storage: Storage,
     catalog: Catalog,
@@ -236,13 +281,26 @@ def run_rollups(
     ]
     for t, m in targets:
         planned: dict[str, int | None] = {}  # dry run: the watermarks the finer tiers would reach
+        cache = _PassCache()
         for tier_index, spec in enumerate(rollup_tiers(snapshot, t, m)):
             snapshot = catalog.refresh()
             tiers = rollup_tiers(snapshot, t, m)
+            if tier_index >= len(tiers) or tiers[tier_index].name != spec.name:
+                break  # the tiers changed under the pass; the next pass follows the new ones
+            qtiers = quantile_tiers(tiers)
+            cache.targets = [
+                x
+                for i, x in enumerate(tiers)
+                if i > 0 and x.name in qtiers and tiers[i - 1].name not in qtiers
+            ]
+            cache.next_tier = tiers[tier_index + 1] if tier_index + 1 < len(tiers) else None
+            cache.next_merges_state = (
+                cache.next_tier is not None and {spec.name, cache.next_tier.name} <= qtiers
+            )
             source = RAW if tier_index == 0 else tiers[tier_index - 1].name
             horizon = _floor(now - settle_ns, HOUR_NS)
             tier_started = time.perf_counter()
-            tp = _run_tier(storage, catalog, snapshot, t, m, spec, source, horizon, dry_run, planned)
+            tp = _run_tier(storage, catalog, snapshot, t, m, spec, source, horizon, dry_run, planned, cache)
             if tp is not None:
                 tp.seconds = time.perf_counter() - tier_started
                 report.passes.append(tp)
@@ -343,14 +401,16 @@ def _compute(
     schema: MetricSchema,
     spec: TierSpec,
     source: str,
-    tiers_by_name: Mapping[str, TierSpec],
+    qtiers: set[str],
     s: int,
     e: int,
     tp: TierPass,
     sources: set[str],
+    cache: _PassCache,
 ) -> list[pl.DataFrame]:
     labels = list(schema.labels)
     fields = field_infos(schema)
+    has_q = spec.name in qtiers
     out = []
     for cs, ce in _source_chunks(source, s, e, spec.bucket_ns):
         src_files = snapshot.files(t, m, source, start=cs, end=ce)
@@ -361,16 +421,122 @@ def _compute(
             points = read_points(storage, snapshot, t, m, schema, cs, ce, (), list(fields), [], Explain())
             tp.source_rows += points.height
             tp.source_values += sum(points.height - points.get_column(f).null_count() for f in fields)
-            out.append(points_to_rollup(points, labels, fields, spec.bucket_ns, sketches=spec.sketches))
+            # the coarser tiers' quantile state from the same points, in a second thread (numba releases the GIL)
+            state_job = _helper_pool().submit(_cache_raw_state, cache, points, fields, cs, ce)
+            try:
+                out.append(
+                    points_to_rollup(
+                        points, labels, fields, spec.bucket_ns, sketches=spec.sketches, quantile_state=has_q
+                    )
+                )
+            finally:
+                state_job.result()
         else:
-            rows = [
-                read_rollup(storage, f.path, labels=labels, fields=fields, start=cs, end=ce)
-                for f in src_files
-            ]
-            frame = pl.concat(rows) if len(rows) > 1 else rows[0]
-            tp.source_rows += frame.height
-            out.append(merge_rollup(frame, labels, fields, spec.bucket_ns, sketches=spec.sketches))
+            from_raw = has_q and source not in qtiers
+            cached = [cache.rows.get(f.path) for f in src_files]
+            if all(c is not None and c[0] == spec.bucket_ns for c in cached):
+                # rows this pass wrote to the source tier, already merged into this tier's buckets
+                rows = [c[1] for c in cached if c is not None]
+                frame = pl.concat(rows) if len(rows) > 1 else rows[0]
+                merged = frame.filter(pl.col(TIME_COLUMN).is_between(cs, ce, "left"))
+                tp.source_rows += merged.height
+            else:
+                rows = [
+                    read_rollup(storage, f.path, labels=labels, fields=fields, start=cs, end=ce)
+                    for f in src_files
+                ]
+                frame = pl.concat(rows) if len(rows) > 1 else rows[0]
+                tp.source_rows += frame.height
+                merged = merge_rollup(
+                    frame,
+                    labels,
+                    fields,
+                    spec.bucket_ns,
+                    sketches=spec.sketches,
+                    quantile_state=has_q and not from_raw,
+                )
+            if from_raw:
+                state = _raw_state(storage, snapshot, t, m, schema, spec, cs, ce, cache)
+                sources.update(f.path for f in snapshot.files(t, m, RAW, start=cs, end=ce))
+                merged = _attach_state(merged, state, fields)
+            out.append(merged)
     return out
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    """A process-wide thread for work that runs beside the pass's main thread."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsdb-lake-rollup-state")
+        return _POOL
+
+
+def _cache_raw_state(
+    cache: _PassCache, points: pl.DataFrame, fields: Mapping[str, Any], s: int, e: int
+) -> None:
+    """Quantile state of the whole buckets of ``[s, e)`` for every tier that builds it from raw."""
+    for q in cache.targets:
+        lo, hi = _ceil(s, q.bucket_ns), _floor(e, q.bucket_ns)
+        if lo >= hi:
+            continue
+        tcol = pl.col(TIME_COLUMN)
+        sub = points if (lo <= s and hi >= e) else points.filter((tcol >= lo) & (tcol < hi))
+        state = state_rollup(sub, fields, q.bucket_ns, sketches=q.sketches)
+        cache.raw_state.setdefault(q.name, []).append((lo, hi, state))
+
+
+def _raw_state(
+    storage: Storage,
+    snapshot: Snapshot,
+    t: str,
+    m: str,
+    schema: MetricSchema,
+    spec: TierSpec,
+    s: int,
+    e: int,
+    cache: _PassCache,
+) -> pl.DataFrame:
+    """Quantile state of ``spec``'s buckets in ``[s, e)`` from raw: cached by this pass, else read."""
+    fields = field_infos(schema)
+    frames = []
+    todo = [(s, e)]
+    for lo, hi, frame in cache.raw_state.get(spec.name, []):
+        if lo < e and hi > s:
+            frames.append(
+                frame if (lo >= s and hi <= e) else frame.filter(pl.col(TIME_COLUMN).is_between(s, e, "left"))
+            )
+            todo = _subtract(todo, lo, hi)
+    for a, b in todo:
+        points = read_points(
+            storage, snapshot, t, m, schema, a, b, (), list(fields), [], Explain(), labels=[]
+        )
+        frames.append(state_rollup(points, fields, spec.bucket_ns, sketches=spec.sketches))
+    return pl.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def _subtract(ranges: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    out = []
+    for a, b in ranges:
+        if hi <= a or lo >= b:
+            out.append((a, b))
+            continue
+        if a < lo:
+            out.append((a, lo))
+        if hi < b:
+            out.append((hi, b))
+    return out
+
+
+def _attach_state(rows: pl.DataFrame, state: pl.DataFrame, fields: Mapping[str, Any]) -> pl.DataFrame:
+    """``rows`` (merged aggregates, stateless) with the quantile state columns of the same buckets."""
+    names = [f"{f}__{p}" for f in fields for p in ("values", "weights", "sketch")]
+    joined = rows.drop(names).join(state, on=[SERIES_ID, TIME_COLUMN], how="left", maintain_order="left")
+    return joined.select(rows.columns)
 
 
 def _data_file(info: Any, t: str, m: str, tier: str, partition: str, lineage: Lineage) -> DataFile:
@@ -408,6 +574,7 @@ def _run_tier(
     horizon: int,
     dry_run: bool,
     planned: Mapping[str, int | None],
+    cache: _PassCache,
 ) -> TierPass | None:
     schema = snapshot.schema(t, m)
     if schema is None:
@@ -425,67 +592,125 @@ def _run_tier(
         return tp
     labels = list(schema.labels)
     fields = field_infos(schema)
-    tiers_by_name = {x.name: x for x in rollup_tiers(snapshot, t, m)}
+    qtiers = quantile_tiers(rollup_tiers(snapshot, t, m))
     actions: list[Action] = []
     written: list[str] = []
-    try:
-        for p, (ps, pe) in partitions.items():
-            in_p = _intersect(ranges, ps, pe)
-            old_files = [f for f in existing if f.partition == p]
-            kept = []
-            for f in old_files:
-                rows = read_rollup(storage, f.path, labels=labels, fields=fields)
-                tcol = pl.col(TIME_COLUMN)
-                inside = pl.lit(False)
+    # Each partition's file is written (and merged into the next tier's buckets for the cache) in a
+    # background thread while the next partition is computed: Parquet encoding and numba release the GIL.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsdb-lake-rollup") as pool:
+        pending: list[tuple[str, str, Lineage, Future[Any]]] = []
+        try:
+            for p, (ps, pe) in partitions.items():
+                in_p = _intersect(ranges, ps, pe)
+                old_files = [f for f in existing if f.partition == p]
+                kept = []
+                for f in old_files:
+                    rows = read_rollup(storage, f.path, labels=labels, fields=fields)
+                    tcol = pl.col(TIME_COLUMN)
+                    inside = pl.lit(False)
+                    for s, e in in_p:
+                        inside = inside | ((tcol >= s) & (tcol < e))
+                    kept.append(rows.filter(~inside))
+                sources: set[str] = set()
+                fresh = []
                 for s, e in in_p:
-                    inside = inside | ((tcol >= s) & (tcol < e))
-                kept.append(rows.filter(~inside))
-            sources: set[str] = set()
-            fresh = []
-            for s, e in in_p:
-                fresh += _compute(
-                    storage, snapshot, t, m, schema, spec, source, tiers_by_name, s, e, tp, sources
+                    fresh += _compute(
+                        storage, snapshot, t, m, schema, spec, source, qtiers, s, e, tp, sources, cache
+                    )
+                parts = [x for x in (*kept, *fresh) if x.height]
+                actions += [RemoveFile(f.path, reason="rollup") for f in old_files]
+                if not parts:
+                    continue
+                frame = sort_by_series_time(
+                    pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
                 )
-            parts = [x for x in (*kept, *fresh) if x.height]
-            actions += [RemoveFile(f.path, reason="rollup") for f in old_files]
-            if not parts:
-                continue
-            frame = pl.concat(parts, how="vertical_relaxed").sort([SERIES_ID, TIME_COLUMN])
-            key = layout.data_file_key(t, m, spec.name, p, uuid.uuid4().hex)
-            lineage = Lineage(
-                snapshot.version,
-                tuple(sorted(sources | {f.path for f in old_files})),
-                tuple(SourceRange(source, s, e) for s, e in in_p),
-            )
-            info = write_rollup_file(
-                storage,
-                key,
-                frame,
-                labels=labels,
-                fields=fields,
-                tier=spec.name,
-                bucket_ns=spec.bucket_ns,
-                lineage={
-                    "source_version": snapshot.version,
-                    "source_tier": source,
-                    "source_paths": list(lineage.paths),
-                    "ranges": [[s, e] for s, e in in_p],
-                },
-            )
-            written.append(key)
-            tp.rows += info.rows
-            tp.bytes_written += info.bytes
-            tp.files_added.append(key)
-            actions.append(AddFile(_data_file(info, t, m, spec.name, p, lineage)))
-        if new is not None and new != old:
-            actions.append(SetWatermark(t, m, spec.name, new))
-        actions += [ClearDirty(t, m, spec.name, s, e) for s, e in dirty]
-        if actions:
-            snap = catalog.commit(actions, operation="rollup", base=snapshot, writer="rollup")
-            tp.version = snap.version
-    except (CommitConflictError, TsdbLakeError) as exc:
-        tp.error = f"{type(exc).__name__}: {exc}"
-        tp.files_added = []
-        storage.delete(written)
-        log.warning("rollup of %s/%s tier %s abandoned: %s", t, m, spec.name, exc)
+                key = layout.data_file_key(t, m, spec.name, p, uuid.uuid4().hex)
+                lineage = Lineage(
+                    snapshot.version,
+                    tuple(sorted(sources | {f.path for f in old_files})),
+                    tuple(SourceRange(source, s, e) for s, e in in_p),
+                )
+                written.append(key)
+                job = pool.submit(
+                    _write_partition,
+                    storage,
+                    key,
+                    frame,
+                    labels,
+                    fields,
+                    spec,
+                    source,
+                    qtiers,
+                    lineage,
+                    in_p,
+                    ps,
+                    pe,
+                    cache,
+                )
+                pending.append((key, p, lineage, job))
+            for key, p, lineage, job in pending:
+                info = job.result()
+                tp.rows += info.rows
+                tp.bytes_written += info.bytes
+                tp.files_added.append(key)
+                actions.append(AddFile(_data_file(info, t, m, spec.name, p, lineage)))
+            if new is not None and new != old:
+                actions.append(SetWatermark(t, m, spec.name, new))
+            actions += [ClearDirty(t, m, spec.name, s, e) for s, e in dirty]
+            if actions:
+                snap = catalog.commit(actions, operation="rollup", base=snapshot, writer="rollup")
+                tp.version = snap.version
+        except (CommitConflictError, TsdbLakeError) as exc:
+            for *_, job in pending:  # let every write finish before deleting what it wrote
+                job.cancel() or job.exception()
+            tp.error = f"{type(exc).__name__}: {exc}"
+            tp.files_added = []
+            storage.delete(written)
+            log.warning("rollup of %s/%s tier %s abandoned: %s", t, m, spec.name, exc)
     return tp
+
+
+def _write_partition(
+    storage: Storage,
+    key: str,
+    frame: pl.DataFrame,
+    labels: Sequence[str],
+    fields: Mapping[str, Any],
+    spec: TierSpec,
+    source: str,
+    qtiers: set[str],
+    lineage: Lineage,
+    in_p: Sequence[tuple[int, int]],
+    ps: int,
+    pe: int,
+    cache: _PassCache,
+) -> Any:
+    """Write one partition file; keep its rows merged into the next tier's buckets in ``cache``."""
+    info = write_rollup_file(
+        storage,
+        key,
+        frame,
+        labels=labels,
+        fields=fields,
+        tier=spec.name,
+        bucket_ns=spec.bucket_ns,
+        quantile_state=spec.name in qtiers,
+        lineage={
+            "source_version": lineage.source_version,
+            "source_tier": source,
+            "source_paths": list(lineage.paths),
+            "ranges": [[s, e] for s, e in in_p],
+        },
+    )
+    nxt = cache.next_tier
+    if nxt is not None and ps % nxt.bucket_ns == 0 and pe % nxt.bucket_ns == 0:
+        merged = merge_rollup(
+            frame,
+            labels,
+            fields,
+            nxt.bucket_ns,
+            sketches=nxt.sketches,
+            quantile_state=cache.next_merges_state,
+        )
+        cache.rows[key] = (nxt.bucket_ns, merged)
+    return info

@@ -24,12 +24,25 @@ import pyarrow as pa
 from numba import njit
 
 from tsdb_lake.catalog import MetricSchema
-from tsdb_lake.compaction.sketches import SKETCH_K, merge_state_columns, state_columns, state_from_points
+from tsdb_lake.compaction.sketches import (
+    SKETCH_K,
+    merge_state_columns,
+    no_state_columns,
+    state_columns,
+    state_from_points,
+)
 from tsdb_lake.format.rollup import FieldInfo, col, empty_rollup_frame, rollup_polars_schema
 from tsdb_lake.model import TIME_COLUMN, FieldKind
 from tsdb_lake.points import SERIES_ID
 
-__all__ = ["boundary_deltas", "field_infos", "merge_rollup", "points_to_rollup"]
+__all__ = [
+    "boundary_deltas",
+    "field_infos",
+    "merge_rollup",
+    "points_to_rollup",
+    "sort_by_series_time",
+    "state_rollup",
+]
 
 
 # ---------------------------------------------------------------------------------------------- pure math
@@ -75,7 +88,7 @@ def boundary_deltas(frame: pl.DataFrame, fields: Sequence[str], keys: Sequence[s
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _agg_points(
     v: np.ndarray, valid: np.ndarray, t: np.ndarray, off: np.ndarray, counter: bool
 ) -> tuple[np.ndarray, ...]:
@@ -146,7 +159,7 @@ def _agg_points(
     return count, total, vmin, vmax, first, first_t, last, last_t, sumsq, inc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _agg_rows(
     count: np.ndarray,
     total: np.ndarray,
@@ -241,7 +254,8 @@ def _segments(keys: Sequence[np.ndarray]) -> np.ndarray:
     return np.append(np.flatnonzero(change), n).astype(np.int64)
 
 
-def _sorted_by_series_time(frame: pl.DataFrame) -> pl.DataFrame:
+def sort_by_series_time(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by (series, time), stably; returned as is when it already is (no copy)."""
     sid = frame.get_column(SERIES_ID).to_numpy()
     t = frame.get_column(TIME_COLUMN).to_numpy()
     ok = (sid[1:] > sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] >= t[:-1]))
@@ -287,14 +301,16 @@ def points_to_rollup(
     *,
     sketches: bool = True,
     k: int = SKETCH_K,
+    quantile_state: bool = True,
 ) -> pl.DataFrame:
     """Bucket rows of a point frame (the 1m tier from raw points); sorted by (series, time) if it is not.
 
-    ``sketches=False`` keeps exact histograms in every bucket whatever their size.
+    ``sketches=False`` keeps exact histograms in every bucket whatever their size; ``quantile_state=False``
+    leaves the ``values`` / ``weights`` / ``sketch`` columns null (a tier without quantile state).
     """
     if points.height == 0:
         return empty_rollup_frame(labels, fields)
-    points = _sorted_by_series_time(points)
+    points = sort_by_series_time(points)
     t = _np(points.get_column(TIME_COLUMN), np.int64)
     buckets = t // bucket_ns * bucket_ns
     off = _segments([points.get_column(SERIES_ID).to_numpy(), buckets])
@@ -307,10 +323,48 @@ def points_to_rollup(
         res = _agg_points(v, valid, t, off, info.counter)
         has = res[0] > 0
         cols += _field_series(f, info, res, has, has)
-        hist = state_from_points(v.astype(np.float64) if is_int else v, valid, off)
         names = (col(f, "values"), col(f, "weights"), col(f, "sketch"))
+        if not quantile_state:
+            cols += no_state_columns(names, off.shape[0] - 1)
+            continue
+        hist = state_from_points(v.astype(np.float64) if is_int else v, valid, off)
         cols += state_columns(hist, names, allow_sketch=sketches, k=k)
     return _conform(pl.DataFrame(cols), labels, fields)
+
+
+def state_rollup(
+    points: pl.DataFrame,
+    fields: Mapping[str, FieldInfo],
+    bucket_ns: int,
+    *,
+    sketches: bool = True,
+    k: int = SKETCH_K,
+) -> pl.DataFrame:
+    """Only the quantile state of the buckets of a point frame: ``_series_id``, ``time`` and per field
+    ``values`` / ``weights`` / ``sketch`` — the rows :func:`points_to_rollup` would give, in the same order."""
+    schema: dict[str, pl.DataType] = {SERIES_ID: pl.UInt64(), TIME_COLUMN: pl.Int64()}
+    for f in fields:
+        schema |= {col(f, p): pl.Binary() for p in ("values", "weights", "sketch")}
+    if points.height == 0:
+        return pl.DataFrame(schema=schema)
+    points = sort_by_series_time(points)
+    t = _np(points.get_column(TIME_COLUMN), np.int64)
+    buckets = t // bucket_ns * bucket_ns
+    off = _segments([points.get_column(SERIES_ID).to_numpy(), buckets])
+    cols = [
+        points.get_column(SERIES_ID).gather(pl.Series(off[:-1])),
+        pl.Series(TIME_COLUMN, buckets[off[:-1]]),
+    ]
+    for f, info in fields.items():
+        s = points.get_column(f)
+        valid = s.is_not_null().to_numpy()
+        v = _np(s, np.float64)
+        if info.dtype == "int64":
+            v = _np(s, np.int64).astype(np.float64)
+        hist = state_from_points(v, valid, off)
+        names = (col(f, "values"), col(f, "weights"), col(f, "sketch"))
+        cols += state_columns(hist, names, allow_sketch=sketches, k=k)
+    return pl.DataFrame(cols).select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def merge_rollup(
@@ -321,11 +375,15 @@ def merge_rollup(
     *,
     sketches: bool = True,
     k: int = SKETCH_K,
+    quantile_state: bool = True,
 ) -> pl.DataFrame:
-    """Merge bucket rows (any finer width dividing ``bucket_ns``) into ``bucket_ns`` buckets (1h from 1m)."""
+    """Merge bucket rows (any finer width dividing ``bucket_ns``) into ``bucket_ns`` buckets (1h from 1m).
+
+    ``quantile_state=False`` skips the quantile state (null columns; a caller that builds it elsewhere).
+    """
     if rows.height == 0:
         return empty_rollup_frame(labels, fields)
-    rows = _sorted_by_series_time(rows)
+    rows = sort_by_series_time(rows)
     t = _np(rows.get_column(TIME_COLUMN), np.int64)
     buckets = t // bucket_ns * bucket_ns
     off = _segments([rows.get_column(SERIES_ID).to_numpy(), buckets])
@@ -353,6 +411,11 @@ def merge_rollup(
             info.counter,
         )
         cols += _field_series(f, info, res, res[11], res[10])
+        if not quantile_state:
+            cols += no_state_columns(
+                (col(f, "values"), col(f, "weights"), col(f, "sketch")), off.shape[0] - 1
+            )
+            continue
         cols += merge_state_columns(c("values"), c("weights"), c("sketch"), off, allow_sketch=sketches, k=k)
     return _conform(pl.DataFrame(cols), labels, fields)
 

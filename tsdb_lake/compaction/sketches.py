@@ -45,6 +45,7 @@ __all__ = [
     "exact_limit_bytes",
     "hist_normalise",
     "merge_state_columns",
+    "no_state_columns",
     "quantile_from_sketch",
     "quantiles",
     "rank_error",
@@ -123,56 +124,139 @@ def quantile_from_sketch(sk: kll_doubles_sketch, q: float, count: int) -> float:
 # ------------------------------------------------------------------------------------------ numba kernels
 
 
-@njit(cache=True)
-def hist_normalise(vals: F64, weights: I64, offsets: I64) -> tuple[F64, I64, I64, I64]:
-    """Sort and deduplicate each segment ``vals[offsets[i]:offsets[i+1]]`` summing ``weights``.
+@njit(cache=True, nogil=True)
+def _insertion_sort(v: F64, w: I64, n: int) -> None:
+    """Sort ``v[:n]`` ascending in place, carrying ``w`` along."""
+    for j in range(1, n):
+        x = v[j]
+        y = w[j]
+        k = j - 1
+        while k >= 0 and v[k] > x:
+            v[k + 1] = v[k]
+            w[k + 1] = w[k]
+            k -= 1
+        v[k + 1] = x
+        w[k + 1] = y
 
-    Returns ``(distinct values, weights, segment offsets, max weight per segment)``; NaN must be absent.
-    Small segments are insertion-sorted in place (no allocation), larger ones argsorted.
+
+@njit(cache=True, nogil=True)
+def _hist_kernel(
+    vals: F64,
+    ubits: npt.NDArray[np.uint64],
+    weights: I64,
+    keep: npt.NDArray[np.bool_],
+    offsets: I64,
+    unit: bool,
+) -> tuple[F64, I64, I64]:
+    """Distinct values (ascending) and summed weights of each segment's entries where ``keep``.
+
+    ``ubits`` are the bit patterns of ``vals`` (``-0.0`` normalised to ``0.0``, NaN not kept). Values are
+    counted in a small open-addressing hash table, then only the distinct ones are sorted; a segment whose
+    first 64 entries hold more than 48 distinct values is sorted whole instead (``unit``: all weights 1).
     """
     m = offsets.shape[0] - 1
     out_v = np.empty(vals.shape[0], np.float64)
     out_w = np.empty(vals.shape[0], np.int64)
     out_off = np.zeros(m + 1, np.int64)
-    max_w = np.zeros(m, np.int64)
-    sv = np.empty(64, np.float64)
-    sw = np.empty(64, np.int64)
+    longest = 1
+    for i in range(m):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+    cap = 16
+    while cap < 2 * longest:
+        cap *= 2
+    slots = np.full(cap, -1, np.int64)
+    dv = np.empty(longest, np.float64)
+    dw = np.empty(longest, np.int64)
+    mult = np.uint64(0x9E3779B97F4A7C15)
     pos = 0
     for i in range(m):
         s, e = offsets[i], offsets[i + 1]
-        n = e - s
-        if n > 0:
-            if n <= 64:
-                for j in range(n):
-                    x = vals[s + j]
-                    w = weights[s + j]
-                    k = j - 1
-                    while k >= 0 and sv[k] > x:
-                        sv[k + 1] = sv[k]
-                        sw[k + 1] = sw[k]
-                        k -= 1
-                    sv[k + 1] = x
-                    sw[k + 1] = w
-                seg_v = sv[:n]
-                seg_w = sw[:n]
-            else:
-                order = np.argsort(vals[s:e])
-                seg_v = vals[s:e][order]
-                seg_w = weights[s:e][order]
-            start = pos
-            for j in range(n):
-                v = seg_v[j]
-                if j > 0 and v == out_v[pos - 1]:
-                    out_w[pos - 1] += seg_w[j]
+        nd = 0
+        if e > s:
+            bits = 4
+            while (1 << bits) < 2 * (e - s):
+                bits += 1
+            mask = (1 << bits) - 1
+            shift = np.uint64(64 - bits)
+            seen = 0
+            whole_sort = False
+            for j in range(s, e):
+                if not keep[j]:
+                    continue
+                x = vals[j]
+                seen += 1
+                h = np.int64((ubits[j] * mult) >> shift)
+                while True:
+                    si = slots[h]
+                    if si < 0:
+                        slots[h] = nd
+                        dv[nd] = x
+                        dw[nd] = weights[j]
+                        nd += 1
+                        break
+                    if dv[si] == x:
+                        dw[si] += weights[j]
+                        break
+                    h = (h + 1) & mask
+                if seen == 64 and nd > 48:
+                    whole_sort = True
+                    break
+            for j in range(1 << bits):
+                slots[j] = -1
+            if whole_sort:
+                nd = 0
+                for j in range(s, e):
+                    if keep[j]:
+                        dv[nd] = vals[j]
+                        dw[nd] = weights[j]
+                        nd += 1
+                k = 0
+                if unit:
+                    srt = np.sort(dv[:nd])
+                    for j in range(nd):
+                        if k > 0 and srt[j] == out_v[pos + k - 1]:
+                            out_w[pos + k - 1] += 1
+                        else:
+                            out_v[pos + k] = srt[j]
+                            out_w[pos + k] = 1
+                            k += 1
                 else:
-                    out_v[pos] = v
-                    out_w[pos] = seg_w[j]
-                    pos += 1
-            for j in range(start, pos):
-                if out_w[j] > max_w[i]:
-                    max_w[i] = out_w[j]
+                    order = np.argsort(dv[:nd])
+                    for j in range(nd):
+                        x = dv[order[j]]
+                        if k > 0 and x == out_v[pos + k - 1]:
+                            out_w[pos + k - 1] += dw[order[j]]
+                        else:
+                            out_v[pos + k] = x
+                            out_w[pos + k] = dw[order[j]]
+                            k += 1
+                nd = k
+            elif nd <= 64:
+                _insertion_sort(dv, dw, nd)
+                out_v[pos : pos + nd] = dv[:nd]
+                out_w[pos : pos + nd] = dw[:nd]
+            else:
+                order = np.argsort(dv[:nd])
+                for j in range(nd):
+                    out_v[pos + j] = dv[order[j]]
+                    out_w[pos + j] = dw[order[j]]
+        pos += nd
         out_off[i + 1] = pos
-    return out_v[:pos], out_w[:pos], out_off, max_w
+    return out_v[:pos], out_w[:pos], out_off
+
+
+def hist_normalise(vals: F64, weights: I64, offsets: I64) -> tuple[F64, I64, I64, I64]:
+    """Sort and deduplicate each segment ``vals[offsets[i]:offsets[i+1]]`` summing ``weights``.
+
+    Returns ``(distinct values, weights, segment offsets, max weight per segment)``; NaN must be absent.
+    """
+    v = np.ascontiguousarray(vals, dtype=np.float64) + 0.0  # -0.0 == 0.0: one bit pattern
+    keep = np.ones(v.shape[0], np.bool_)
+    w = np.ascontiguousarray(weights, dtype=np.int64)
+    off = np.ascontiguousarray(offsets, dtype=np.int64)
+    hv, hw, hoff = _hist_kernel(v, v.view(np.uint64), w, keep, off, False)
+    max_w, _ = seg_max_sum(hw, hoff)
+    return hv, hw, hoff, max_w
 
 
 @njit(cache=True)
@@ -217,7 +301,7 @@ def _quantile_kernel(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def seg_max_sum(w: I64, off: I64) -> tuple[I64, I64]:
     """Per-segment max and sum of ``w`` (0 for empty segments)."""
     m = off.shape[0] - 1
@@ -349,12 +433,12 @@ class HistState:
 
 def state_from_points(vals: F64, valid: np.ndarray, seg_off: I64) -> HistState:
     """Histograms of point segments ``vals[seg_off[i]:seg_off[i+1]]`` over entries ``valid`` and not NaN."""
-    keep = valid & ~np.isnan(vals)
-    csum = np.zeros(vals.shape[0] + 1, np.int64)
-    np.cumsum(keep, out=csum[1:])
-    off = csum[seg_off]
-    v = np.ascontiguousarray(vals[keep])
-    hv, hw, hoff, _ = hist_normalise(v, np.ones(v.shape[0], np.int64), off)
+    v = np.ascontiguousarray(vals, dtype=np.float64) + 0.0  # -0.0 == 0.0: one bit pattern
+    keep = np.asarray(valid, np.bool_) & ~np.isnan(v)
+    ones = np.ones(v.shape[0], np.int64)
+    hv, hw, hoff = _hist_kernel(
+        v, v.view(np.uint64), ones, keep, np.ascontiguousarray(seg_off, np.int64), True
+    )
     return HistState(hv, hw, hoff)
 
 
@@ -379,6 +463,14 @@ def decode_state(values: pl.Series, weights: pl.Series) -> HistState:
             raise CorruptBlockError("rollup weights do not match their values")
         w[np.repeat(has_w, lens)] = wv
     return HistState(np.ascontiguousarray(vals, dtype=np.float64), w, off)
+
+
+def no_state_columns(names: tuple[str, str, str], m: int) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Null ``(values, weights, sketch)`` columns of ``m`` rows: a tier that keeps no quantile state."""
+    null = (
+        pl.Series("", [None], pl.Binary).extend_constant(None, m - 1) if m else pl.Series("", [], pl.Binary)
+    )
+    return null.alias(names[0]), null.alias(names[1]), null.alias(names[2])
 
 
 def state_columns(

@@ -175,9 +175,17 @@ def write_rollup_file(
     bucket_ns: int,
     lineage: Mapping[str, Any],
     sketch_k: int = SKETCH_K,
+    quantile_state: bool = True,
 ) -> RollupFileInfo:
-    """Write rollup rows (sorted by series, time) to ``key``; returns the statistics the catalog records."""
-    frame = frame.sort([SERIES_ID, TIME_COLUMN])
+    """Write rollup rows (sorted by series, time) to ``key``; returns the statistics the catalog records.
+
+    ``quantile_state=False`` marks a tier whose rows hold no quantile state (footer ``quantile_state`` = ``none``).
+    """
+    if frame.height > 1:
+        sid = frame.get_column(SERIES_ID).to_numpy()
+        t = frame.get_column(TIME_COLUMN).to_numpy()
+        if not bool(((sid[1:] > sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] >= t[:-1]))).all()):
+            frame = frame.sort([SERIES_ID, TIME_COLUMN], maintain_order=True)
     table = _to_arrow(frame, labels, fields)
     meta = {
         "tsdb_lake.format_version": str(ROLLUP_FORMAT_VERSION),
@@ -186,7 +194,7 @@ def write_rollup_file(
         "tsdb_lake.bucket_ns": str(bucket_ns),
         "tsdb_lake.sketch": "kll_doubles_sketch",
         "tsdb_lake.sketch_k": str(sketch_k),
-        "tsdb_lake.quantile_state": "histogram+kll",
+        "tsdb_lake.quantile_state": "histogram+kll" if quantile_state else "none",
         "tsdb_lake.exact_limit_bytes": str(exact_limit_bytes(sketch_k)),
         "tsdb_lake.labels": json.dumps(list(labels)),
         "tsdb_lake.fields": json.dumps(

@@ -1,7 +1,8 @@
 """Tier routing: answer bucketed queries from rollup tiers where they hold the data, raw elsewhere.
 
 For ``resolution="auto"`` each part of ``[start, end)`` is answered by the *coarsest* built rollup tier whose
-bucket divides ``every`` (fewest rows; every aggregate but quantiles is exact from any tier), falling back to
+bucket divides ``every`` (fewest rows; every aggregate but quantiles is exact from any tier; quantiles only
+from tiers that keep quantile state, ``compaction.rollup.quantile_tiers``), falling back to
 finer tiers and finally raw where a tier is not built (watermark), being rebuilt (dirty), expired
 (retention), would miss unflushed writes, or cannot cover a partial bucket at the range edges. Typically
 that stitches raw for recent data, then 1m, 1h and 1d for older data. ``resolution="1h"`` (etc.) uses one
@@ -25,7 +26,13 @@ import polars as pl
 import pyarrow as pa
 
 from tsdb_lake.catalog import MetricSchema, Snapshot, TierSpec
-from tsdb_lake.compaction.rollup import boundary_deltas, field_infos, points_to_rollup, rollup_tiers
+from tsdb_lake.compaction.rollup import (
+    boundary_deltas,
+    field_infos,
+    points_to_rollup,
+    quantile_tiers,
+    rollup_tiers,
+)
 from tsdb_lake.compaction.sketches import quantiles
 from tsdb_lake.errors import InvalidQueryError, TsdbLakeError
 from tsdb_lake.format.rollup import FieldInfo, col, empty_rollup_frame, read_rollup
@@ -133,8 +140,13 @@ def plan_parts(
     *,
     buffered_min: int | None = None,
     now: int | None = None,
+    quantiles: bool = False,
 ) -> list[Part]:
-    """Which tier answers which part of ``[start, end)``, sorted by time; raises for an impossible tier."""
+    """Which tier answers which part of ``[start, end)``, sorted by time; raises for an impossible tier.
+
+    ``quantiles``: the query asks for quantiles, so only tiers that keep quantile state (see
+    ``compaction.rollup.quantile_tiers``) may answer; raw answers the rest.
+    """
     now = now_ns() if now is None else now
     tiers = rollup_tiers(snapshot, tenant, metric)
     usable_end = end if buffered_min is None else min(end, buffered_min)
@@ -144,6 +156,11 @@ def plan_parts(
             names = [t.name for t in tiers]
             raise InvalidQueryError(
                 f"resolution {resolution!r} is not a rollup tier of {tenant}/{metric}; use 'auto', 'raw' or one of {names}"
+            )
+        if quantiles and spec.name not in quantile_tiers(tiers):
+            raise InvalidQueryError(
+                f"tier {resolution!r} keeps no quantile state (its buckets hold too few values to pay for it); "
+                "use resolution='auto', 'raw' or a coarser tier for quantiles"
             )
         if every % spec.bucket_ns:
             raise InvalidQueryError(
@@ -161,7 +178,9 @@ def plan_parts(
         return [Part(spec.name, start, end)]
     todo = [(start, end)]
     parts: list[Part] = []
-    for spec in sorted((t for t in tiers if every % t.bucket_ns == 0), key=lambda t: -t.bucket_ns):
+    usable = quantile_tiers(tiers) if quantiles else {t.name for t in tiers}
+    candidates = [t for t in tiers if every % t.bucket_ns == 0 and t.name in usable]
+    for spec in sorted(candidates, key=lambda t: -t.bucket_ns):
         new_todo = []
         for s, e in todo:
             cover = tier_coverage(snapshot, tenant, metric, spec, now, s, min(e, usable_end))
@@ -406,6 +425,7 @@ def run_tiered(
         request.every,
         resolution,
         buffered_min=buffered_min,
+        quantiles=any(a.kind == "quantile" for a in request.aggs),
     )
     if all(p.tier == RAW for p in parts):
         return None
