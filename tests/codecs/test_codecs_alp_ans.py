@@ -74,10 +74,10 @@ def reference_decode(blob: bytes) -> np.ndarray:
     x, c, mode = r.get(6), r.get(1), r.get(1)
     assert x <= 36
     e, f = (x, 0) if x <= 18 else (0, x - 18)
-    b = unzigzag(r.varint()) if mode == 0 else 0
     m = n - 1 if mode == 0 else n
     toks: list[int] = []
     a = None
+    b = None if mode == 0 else 0
     if m >= 1:
         k = r.get(4)
         big_k = k + 1 if k < 15 else 16 + r.get(7)
@@ -95,21 +95,29 @@ def reference_decode(blob: bytes) -> np.ndarray:
         first = min(present, key=lambda t: (codes[t], t))
         freq[first] += 1024 - sum(freq)
         cum = [sum(freq[:t]) for t in range(big_k + 1)]
-        carried = r.get(1)
-        state = 4096 + r.get(12)
-        for _ in range(m):
-            slot = state % 1024
+        carried, carried_b = r.get(1), r.get(1)
+        state = [4096 + r.get(12), 4096 + r.get(12)]
+        for j in range(m):
+            x = state[j % 2]
+            slot = x % 1024
             t = next(t for t in range(big_k) if cum[t] <= slot < cum[t] + freq[t])
-            state = freq[t] * (state // 1024) + slot - cum[t]
-            ell = 13 - state.bit_length()
-            state = (state << ell) + r.get(ell)
+            x = freq[t] * (x // 1024) + slot - cum[t]
+            ell = 13 - x.bit_length()
+            state[j % 2] = (x << ell) + r.get(ell)
             toks.append(t)
         if carried:
-            a = unzigzag(state - 4096)
+            a = unzigzag(state[0] - 4096)
         else:
-            assert state == 4096
+            assert state[0] == 4096
+        if carried_b:
+            assert mode == 0
+            b = unzigzag(state[1] - 4096)
+        else:
+            assert state[1] == 4096
     if a is None:
         a = unzigzag(r.varint())
+    if b is None:
+        b = unzigzag(r.varint())
     us = []
     for t in toks:
         if t < 16:
@@ -215,7 +223,7 @@ def _body_patch(blob: bytes, bit: int, value: int, width: int) -> bytes:
 
 def test_corrupt_fields_are_rejected() -> None:
     blob = codecs.encode_floats(np.array([1.0, 2.0, 2.0, 3.0]), CodecId.ALP_ANS)
-    assert blob.hex(" ") == "07 04 80 32 a0 05 41"
+    assert blob.hex(" ") == "07 04 00 01 64 aa 70 55 00"
     body = 16  # bit offset of the body (codec id + 1-byte count)
     with pytest.raises(CorruptBlockError):  # exponent field 37 > 36
         codecs.decode_floats(_body_patch(blob, body, 37, 6))
@@ -223,6 +231,8 @@ def test_corrupt_fields_are_rejected() -> None:
         codecs.decode_floats(_body_patch(blob, body + 13, 0xFF, 8))
     with pytest.raises(CorruptBlockError):  # g = 0 but the final state is not 4096
         codecs.decode_floats(_body_patch(blob, body + 21, 0, 1))
+    with pytest.raises(CorruptBlockError):  # h = 0 but the final state of coder 1 is not 4096
+        codecs.decode_floats(_body_patch(blob, body + 22, 0, 1))
     with pytest.raises(CorruptBlockError):  # K = 16 + 127 > 136
         codecs.decode_floats(_body_patch(_body_patch(blob, body + 8, 15, 4), body + 12, 0x7F, 7))
     with pytest.raises(CorruptBlockError):

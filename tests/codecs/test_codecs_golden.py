@@ -23,7 +23,10 @@ GOLDEN = [
     ),
     (lambda: codecs.encode_ints(np.array([7, 7, 7, 7])), "02 04 00 07 00 00 00 00 00 00 00 01"),
     (lambda: codecs.encode_floats(np.array([]), CodecId.RAW), "04 00"),
-    (lambda: codecs.encode_floats(np.array([1.0, 2.0, 2.0, 3.0]), CodecId.ALP_ANS), "07 04 80 32 a0 05 41"),
+    (
+        lambda: codecs.encode_floats(np.array([1.0, 2.0, 2.0, 3.0]), CodecId.ALP_ANS),
+        "07 04 00 01 64 aa 70 55 00",
+    ),
 ]
 
 

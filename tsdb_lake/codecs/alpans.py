@@ -2,9 +2,9 @@
 
 The integers ``d`` and corrections are those of ALP (:func:`~tsdb_lake.codecs.floatcodecs.alp_ints`). The
 residuals (zigzagged deltas around a base, or offsets from the minimum) are tokens coded with the table and
-rANS coder of :mod:`tsdb_lake.codecs.ans`; a first value or minimum of at most 2^11 in magnitude rides in
-the coder's state. Slow random walks (TSBS-like gauges) cost close to their entropy instead of a whole bit
-width per value. Layout: ``catalog/CODECS.md`` (§9).
+rANS coder of :mod:`tsdb_lake.codecs.ans`; a first value or minimum, and the DELTA base, of at most 2^11 in
+magnitude ride in the two coder states. Slow random walks (TSBS-like gauges) cost close to their entropy
+instead of a whole bit width per value. Layout: ``catalog/CODECS.md`` (§9).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from tsdb_lake.codecs.bits import (
     zigzag,
 )
 from tsdb_lake.codecs.floatcodecs import F10, MAX_EXP, alp_ints
-from tsdb_lake.codecs.intpack import BLOCK, pfor_add_zigzag, pfor_write
+from tsdb_lake.codecs.intpack import BLOCK, kth_smallest, pfor_add_zigzag, pfor_write
 
-__all__ = ["alp_ans_decode", "alp_ans_encode", "alp_ans_max_bits"]
+__all__ = ["alp_ans_decode", "alp_ans_encode", "alp_ans_encode_ints", "alp_ans_max_bits"]
 
 U64 = np.uint64
 MODE_DELTA = 0
@@ -65,8 +65,7 @@ def _base(d: np.ndarray) -> np.int64:
     for j in range(k):
         i = (j * m) // k
         s[j] = np.int64(U64(d[i + 1]) - U64(d[i]))
-    s.sort()
-    return s[(k - 1) // 2]
+    return kth_smallest(s, (k - 1) // 2)
 
 
 @njit(cache=True)
@@ -80,10 +79,16 @@ def _anchor_bits(za: np.uint64, m: int) -> tuple[int, int]:
 @njit(cache=True)
 def alp_ans_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int) -> int:
     """Append an ``ALP_ANS`` body of ``vals`` for exponents ``(e, f)`` (one of them 0), the cheaper residual mode."""
-    n = vals.shape[0]
-    if n == 0:
+    if vals.shape[0] == 0:
         return pos
     d, corr, _ = alp_ints(vals, e, f)
+    return alp_ans_encode_ints(words, pos, d, corr, e, f)
+
+
+@njit(cache=True)
+def alp_ans_encode_ints(words: np.ndarray, pos: int, d: np.ndarray, corr: np.ndarray, e: int, f: int) -> int:
+    """:func:`alp_ans_encode` from ALP's integers and corrections for ``(e, f)`` (``n >= 1`` values)."""
+    n = d.shape[0]
     has_corr = False
     for i in range(n):
         if corr[i] != U64(0):
@@ -98,7 +103,8 @@ def alp_ans_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int
     td = np.empty(n - 1, np.int64)
     hd, kd, xd = token_hist(ud, td)
     ad, cd = _anchor_bits(zigzag(du[0]), n - 1)
-    cost_d = varint_bits(zigzag(U64(b))) + xd + ad + entropy_bits(hd, kd)
+    bd, cb = _anchor_bits(zigzag(U64(b)), n - 1)
+    cost_d = bd + xd + ad + entropy_bits(hd, kd)
     # FOR: u_i = d_i - min(d), anchor min(d)
     mn = d.min()
     uf = np.empty(n, np.uint64)
@@ -114,19 +120,21 @@ def alp_ans_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int
     pos = put(words, pos, U64(1 if has_corr else 0), 1)
     pos = put(words, pos, U64(MODE_FOR if use_for else MODE_DELTA), 1)
     if use_for:
-        u, toks, hist, k, carry, anchor = uf, tf, hf, kf, cf, U64(mn)
+        u, toks, hist, k, carry, anchor, carry_b = uf, tf, hf, kf, cf, U64(mn), -1
     else:
-        pos = put_varint(words, pos, zigzag(U64(b)))
-        u, toks, hist, k, carry, anchor = ud, td, hd, kd, cd, du[0]
+        u, toks, hist, k, carry, anchor, carry_b = ud, td, hd, kd, cd, du[0], cb
     if u.shape[0] > 0:
         g, sym, _ = ans_plan(hist, k)
-        pos = ans_write(words, pos, toks, k, g, sym, carry)
+        pos = ans_write(words, pos, toks, k, g, sym, carry, carry_b)
     if carry < 0:
         pos = put_varint(words, pos, zigzag(anchor))
-    for i in range(u.shape[0]):
-        _, ex, nb = token_of(u[i])
-        if nb > 0:
-            pos = put(words, pos, ex, nb)
+    if not use_for and carry_b < 0:
+        pos = put_varint(words, pos, zigzag(U64(b)))
+    if k > DIRECT:  # else no token has extra bits
+        for i in range(u.shape[0]):
+            _, ex, nb = token_of(u[i])
+            if nb > 0:
+                pos = put(words, pos, ex, nb)
     if has_corr:
         pos = pfor_write(words, pos, corr)
     return pos
@@ -158,18 +166,12 @@ def alp_ans_decode(
         return pos, E_BAD_FIELD
     e = xfield if xfield <= MAX_EXP else 0
     f = xfield - MAX_EXP if xfield > MAX_EXP else 0
-    b = U64(0)
-    m = n
-    if mode == MODE_DELTA:
-        zb, pos, st = get_varint(words, pos, total)
-        if st != OK:
-            return pos, st
-        b = unzigzag(zb)
-        m = n - 1
+    m = n - 1 if mode == MODE_DELTA else n
     toks = np.empty(m, np.uint8)
     carry = -1
+    carry_b = -1
     if m > 0:
-        pos, carry, st = ans_read(words, pos, total, m, toks)
+        pos, carry, carry_b, st = ans_read(words, pos, total, m, toks)
         if st != OK:
             return pos, st
     if carry >= 0:
@@ -179,35 +181,50 @@ def alp_ans_decode(
         if st != OK:
             return pos, st
         a = unzigzag(za)
+    b = U64(0)
+    if mode == MODE_DELTA:
+        if carry_b >= 0:
+            b = unzigzag(U64(carry_b))
+        else:
+            zb, pos, st = get_varint(words, pos, total)
+            if st != OK:
+                return pos, st
+            b = unzigzag(zb)
+    elif carry_b >= 0:
+        return pos, E_BAD_FIELD
+    d = np.empty(n, np.uint64)  # the integers, apart from ``out`` so that the scaling loop vectorises
     if mode == MODE_DELTA and m > 0 and toks.max() < DIRECT:  # no extra bits: the common, fast case
+        step = np.empty(DIRECT, np.uint64)
+        for t in range(DIRECT):
+            step[t] = b + unzigzag(U64(t))
         acc = a
-        out[o] = acc
+        d[0] = acc
         for i in range(m):
-            acc += b + unzigzag(U64(toks[i]))
-            out[o + 1 + i] = acc
+            acc += step[toks[i]]
+            d[1 + i] = acc
     elif mode == MODE_DELTA:
         acc = a
-        out[o] = acc
+        d[0] = acc
         for i in range(m):
             u, pos = _residual(words, pos, int(toks[i]))
             if pos > total:
                 return pos, E_TRUNCATED
             acc += b + unzigzag(u)
-            out[o + 1 + i] = acc
+            d[1 + i] = acc
     else:
         for i in range(m):
             u, pos = _residual(words, pos, int(toks[i]))
             if pos > total:
                 return pos, E_TRUNCATED
-            out[o + i] = a + u
+            d[i] = a + u
     if e == 0 and f == 0:
-        for i in range(o, o + n):
-            outf[i] = np.float64(np.int64(out[i]))
+        for i in range(n):
+            outf[o + i] = np.float64(np.int64(d[i]))
     else:
         mf = F10[f]
         de = F10[e]
-        for i in range(o, o + n):
-            outf[i] = np.float64(np.int64(out[i])) * mf / de
+        for i in range(n):
+            outf[o + i] = np.float64(np.int64(d[i])) * mf / de
     if has_corr:
         return pfor_add_zigzag(words, pos, total, n, out, o)
     return pos, OK

@@ -3,8 +3,9 @@
 Each value ``u`` becomes a token (``u`` itself below 16; above, its bit length and next-highest bit) plus raw
 extra bits. Token frequencies (summing to 1024) come from one 4-bit code per token (or per ± pair of
 zigzagged tokens), each a weight ``≈ 4096 · 2^(-code/2)``, normalised by integer arithmetic. The tokens are
-coded with range ANS over a state in [2^12, 2^13) renormalised bit by bit, so a chunk pays a few bits of
-table and a 12-bit final state instead of a fixed bit width per value. Layout: ``catalog/CODECS.md`` (§9).
+coded with range ANS over two interleaved states in [2^12, 2^13) renormalised bit-wise (all bits of a step
+read at once), so a chunk pays a few bits of table and two 12-bit final states (which can carry two small
+values) instead of a fixed bit width per value. Layout: ``catalog/CODECS.md`` (§9).
 """
 
 from __future__ import annotations
@@ -205,17 +206,17 @@ def ans_plan(hist: np.ndarray, k: int) -> tuple[np.ndarray, bool, float]:
 @njit(cache=True)
 def ans_max_bits(m: int) -> int:
     """Upper bound of the bits :func:`ans_write` writes for ``m`` tokens."""
-    return 11 + 1 + 4 * MAX_TOKENS + 1 + ANS_STATE_BITS + (ANS_PREC + 1) * m
+    return 11 + 1 + 4 * MAX_TOKENS + 2 + 2 * ANS_STATE_BITS + ANS_PREC * m
 
 
 @njit(cache=True)
 def ans_write(
-    words: np.ndarray, pos: int, toks: np.ndarray, k: int, g: np.ndarray, sym: bool, carry: int
+    words: np.ndarray, pos: int, toks: np.ndarray, k: int, g: np.ndarray, sym: bool, carry0: int, carry1: int
 ) -> int:
-    """Append the table, the carry flag, the final state and the renormalisation bits of tokens ``toks``.
+    """Append the table, the two carry flags, the two final states and the renormalisation bits of ``toks``.
 
-    ``carry`` (``0 <= carry < 2^12``, or -1 for none) is the encoder's initial state offset, which the
-    decoder recovers from its final state (so a small value rides along for free).
+    ``carry0`` / ``carry1`` (``0 <= carry < 2^12``, or -1 for none) are the initial state offsets of coder
+    states 0 and 1 (tokens alternate between them), which the decoder recovers from its final states.
     """
     m = toks.shape[0]
     if k <= 15:
@@ -232,10 +233,10 @@ def ans_write(
     freq = np.empty(k, np.int64)
     cum = np.empty(k + 1, np.int64)
     normalize(codes, k, freq, cum)
-    pos = put(words, pos, U64(1 if carry >= 0 else 0), 1)
-    x = ANS_L + (carry if carry >= 0 else 0)
-    ev = np.empty(m, np.int64)
-    ek = np.empty(m, np.int64)
+    pos = put(words, pos, U64(1 if carry0 >= 0 else 0), 1)
+    pos = put(words, pos, U64(1 if carry1 >= 0 else 0), 1)
+    x0 = ANS_L + (carry0 if carry0 >= 0 else 0)
+    x1 = ANS_L + (carry1 if carry1 >= 0 else 0)
     # per token: base shift, the renormalisation bound and a reciprocal (x < 2^13, so x * rcp >> 32 = x // f)
     nb0 = np.empty(k, np.int64)
     bound = np.empty(k, np.int64)
@@ -245,8 +246,12 @@ def ans_write(
         bound[t] = _RATIO * f
         nb0[t] = ANS_STATE_BITS + 1 - bitlen(U64(bound[t] - 1))
         rcp[t] = ((1 << 32) + f - 1) // f
+    # the fields are collected backwards in a word buffer, then appended in token order
+    ev = np.empty(m, np.int64)
+    ek = np.empty(m, np.int64)
     for i in range(m - 1, -1, -1):
         t = toks[i]
+        x = x0 if (i & 1) == 0 else x1
         nb = nb0[t]
         if (x >> nb) >= bound[t]:
             nb += 1
@@ -255,79 +260,113 @@ def ans_write(
         x >>= nb
         q = (x * rcp[t]) >> 32
         x = (q << ANS_PREC) + cum[t] + x - q * freq[t]
-    pos = put(words, pos, U64(x - ANS_L), ANS_STATE_BITS)
+        if (i & 1) == 0:
+            x0 = x
+        else:
+            x1 = x
+    pos = put(words, pos, U64(x0 - ANS_L), ANS_STATE_BITS)
+    pos = put(words, pos, U64(x1 - ANS_L), ANS_STATE_BITS)
+    # the fields (at most 10 bits each), keeping the current word in a register
+    wi = pos >> 6
+    off = pos & 63
+    acc = words[wi]
     for i in range(m):
-        pos = put(words, pos, U64(ev[i]), int(ek[i]))
-    return pos
+        v = U64(ev[i])
+        acc |= v << U64(off)
+        off += ek[i]
+        if off >= 64:
+            words[wi] = acc
+            wi += 1
+            off -= 64
+            acc = v >> U64(ek[i] - off) if off > 0 else U64(0)
+    words[wi] = acc
+    return (wi << 6) + off
+
+
+@njit(cache=True, inline="always")
+def _step(slots: np.ndarray, x: np.int64, buf: np.uint64) -> tuple[np.int64, np.uint64, int, np.int64]:
+    """One decoding step of state ``x``: ``(new state, remaining bit buffer, bits consumed, token)``."""
+    r = x & (ANS_TOTAL - 1)
+    ent = np.int64(slots[r])
+    x = (ent & 0x7FF) * (x >> ANS_PREC) + r - ((ent >> 11) & 0x3FF)
+    nb = ANS_STATE_BITS + 1 - bitlen(U64(x))
+    x = (x << nb) | np.int64(buf & ((U64(1) << U64(nb)) - U64(1)))
+    return x, buf >> U64(nb), nb, ent >> 21
 
 
 @njit(cache=True)
-def ans_read(words: np.ndarray, pos: int, total: int, m: int, toks: np.ndarray) -> tuple[int, int, int]:
-    """Decode ``m`` tokens into ``toks`` (uint8): ``(pos, carry or -1, status)``; validates the table and state."""
+def ans_read(words: np.ndarray, pos: int, total: int, m: int, toks: np.ndarray) -> tuple[int, int, int, int]:
+    """Decode ``m`` tokens into ``toks`` (uint8): ``(pos, carry0, carry1, status)`` (carries -1 when absent).
+
+    Validates the table and the final states.
+    """
     if pos + 5 > total:
-        return pos, -1, E_TRUNCATED
+        return pos, -1, -1, E_TRUNCATED
     k = int(np.int64(get(words, pos, 4))) + 1
     pos += 4
     if k == 16:
         if pos + 7 > total:
-            return pos, -1, E_TRUNCATED
+            return pos, -1, -1, E_TRUNCATED
         k = 16 + int(np.int64(get(words, pos, 7)))
         pos += 7
         if k > MAX_TOKENS:
-            return pos, -1, E_BAD_FIELD
+            return pos, -1, -1, E_BAD_FIELD
     if pos + 1 > total:
-        return pos, -1, E_TRUNCATED
+        return pos, -1, -1, E_TRUNCATED
     sym = get(words, pos, 1) == U64(1)
     pos += 1
     ng = 1 + k // 2 if sym else k
-    if pos + 4 * ng + 1 + ANS_STATE_BITS > total:
-        return pos, -1, E_TRUNCATED
-    g = np.empty(ng, np.int64)
-    for j in range(ng):
-        g[j] = np.int64(get(words, pos, 4))
-        pos += 4
-    codes = np.empty(k, np.int64)
-    _expand(g, k, sym, codes)
-    freq = np.empty(k, np.int64)
-    cum = np.empty(k + 1, np.int64)
+    if pos + 4 * ng + 2 + 2 * ANS_STATE_BITS > total:
+        return pos, -1, -1, E_TRUNCATED
+    work = np.empty(3 * k + 1, np.int64)  # one allocation: codes, frequencies, cumulative starts
+    codes = work[:k]
+    freq = work[k : 2 * k]
+    cum = work[2 * k :]
+    for t in range(k):
+        codes[t] = np.int64(get(words, pos + 4 * ((t + 1) >> 1 if sym else t), 4))
+    pos += 4 * ng
     if not normalize(codes, k, freq, cum):
-        return pos, -1, E_BAD_FIELD
-    has_carry = get(words, pos, 1) == U64(1)
-    pos += 1
-    x = ANS_L + np.int64(get(words, pos, ANS_STATE_BITS))
-    pos += ANS_STATE_BITS
-    # one entry per slot: frequency (bits 0-11), slot - cum (bits 12-23), token (bits 24-31)
+        return pos, -1, -1, E_BAD_FIELD
+    has0 = get(words, pos, 1) == U64(1)
+    has1 = get(words, pos + 1, 1) == U64(1)
+    x0 = ANS_L + np.int64(get(words, pos + 2, ANS_STATE_BITS))
+    x1 = ANS_L + np.int64(get(words, pos + 2 + ANS_STATE_BITS, ANS_STATE_BITS))
+    pos += 2 + 2 * ANS_STATE_BITS
+    # one entry per slot, the same for all slots of a token: frequency (bits 0-10), cum (11-20), token (21-28)
     slots = np.empty(ANS_TOTAL, np.uint32)
     for t in range(k):
-        c0 = cum[t]
-        head = np.uint32(freq[t] | (t << 24))
-        for j in range(freq[t]):
-            slots[c0 + j] = head | np.uint32(j << 12)
-    mask = ANS_TOTAL - 1
-    # bit buffer: ``buf`` holds stream bits pos .. pos+avail-1 (avail >= 16 before each token)
+        slots[cum[t] : cum[t + 1]] = np.uint32(freq[t] | (cum[t] << 11) | (t << 21))  # slice fills vectorise
+    # bit buffer: ``buf`` holds stream bits pos .. pos+avail-1 (avail >= 2 * 10 before each pair of tokens)
     buf = get(words, pos, 64)
     avail = 64
     nxt = pos + 64  # stream position of the first bit not yet in buf
-    for i in range(m):
-        ent = np.int64(slots[x & mask])
-        x = (ent & 0xFFF) * (x >> ANS_PREC) + ((ent >> 12) & 0xFFF)
-        nb = ANS_STATE_BITS + 1 - bitlen(U64(x))
-        x = (x << nb) | np.int64(buf & ((U64(1) << U64(nb)) - U64(1)))
-        buf >>= U64(nb)
-        avail -= nb
-        pos += nb
-        toks[i] = ent >> 24
-        if avail < 16:
-            if pos > total:
-                return pos, -1, E_TRUNCATED
+    for i in range(0, m - 1, 2):
+        x0, buf, nb0, t0 = _step(slots, x0, buf)
+        x1, buf, nb1, t1 = _step(slots, x1, buf)
+        toks[i] = t0
+        toks[i + 1] = t1
+        avail -= nb0 + nb1
+        if avail < 2 * ANS_PREC:
+            if nxt - avail > total:
+                return nxt - avail, -1, -1, E_TRUNCATED
             buf |= get(words, nxt, 64 - avail) << U64(avail)
             nxt += 64 - avail
             avail = 64
+    if m & 1:
+        x0, buf, nb0, t0 = _step(slots, x0, buf)
+        toks[m - 1] = t0
+        avail -= nb0
+    pos = nxt - avail
     if pos > total:
-        return pos, -1, E_TRUNCATED
-    carry = int(x - ANS_L)
-    if has_carry:
-        return pos, carry, OK
-    if carry != 0:
-        return pos, -1, E_BAD_FIELD
-    return pos, -1, OK
+        return pos, -1, -1, E_TRUNCATED
+    c0 = int(x0 - ANS_L)
+    c1 = int(x1 - ANS_L)
+    if not has0:
+        if c0 != 0:
+            return pos, -1, -1, E_BAD_FIELD
+        c0 = -1
+    if not has1:
+        if c1 != 0:
+            return pos, -1, -1, E_BAD_FIELD
+        c1 = -1
+    return pos, c0, c1, OK

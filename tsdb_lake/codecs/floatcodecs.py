@@ -31,6 +31,7 @@ from tsdb_lake.codecs.intpack import (
     ints_decode,
     ints_encode,
     ints_max_bits,
+    kth_smallest,
     pfor_add_zigzag,
     pfor_write,
 )
@@ -44,6 +45,8 @@ __all__ = [
     "alp_decode",
     "alp_encode",
     "alp_encode_count",
+    "alp_encode_ints",
+    "alp_ints",
     "alp_max_bits",
     "raw_decode",
     "raw_encode",
@@ -206,10 +209,9 @@ def _sample_cost(
         ds[m] = d
         m += 1
     if m > 0:
-        srt = np.sort(ds[:m])
-        med = srt[m // 2]
+        med = kth_smallest(ds[:m], m // 2)
         for j in range(m):
-            cost += bitlen(zigzag(U64(srt[j] - med)))
+            cost += bitlen(zigzag(U64(ds[j] - med)))
     return cost, inexact, big
 
 
@@ -321,8 +323,14 @@ def alp_encode_count(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: i
     pos = put(words, pos, U64(e), 8)
     pos = put(words, pos, U64(f), 8)
     d, corr, inexact = alp_ints(vals, e, f)
+    return alp_encode_ints(words, pos, d, corr), inexact
+
+
+@njit(cache=True)
+def alp_encode_ints(words: np.ndarray, pos: int, d: np.ndarray, corr: np.ndarray) -> int:
+    """Append the int stream of ``d`` and the correction PFOR stream (what follows ALP's exponents)."""
     pos = ints_encode(words, pos, d.view(np.uint64), True)
-    return pfor_write(words, pos, corr), inexact
+    return pfor_write(words, pos, corr)
 
 
 @njit(cache=True)

@@ -34,6 +34,7 @@ __all__ = [
     "ints_decode",
     "ints_encode",
     "ints_max_bits",
+    "kth_smallest",
     "pfor_add_zigzag",
     "pfor_read",
     "pfor_stream_cost",
@@ -47,35 +48,60 @@ MODE_DELTA = 1
 MODE_DOD = 2
 
 
+_COUNT_SPAN = 1024  # kth_smallest counts values when their range is at most this wide
+
+
+@njit(cache=True)
+def kth_smallest(x: np.ndarray, k: int) -> np.int64:
+    """The ``k``-th smallest (0-based) of int64 values ``x`` (``0 <= k < len(x)``), leaving ``x`` unchanged.
+
+    Counts values when their range is narrow (the usual case for deltas), else falls back to ``np.partition``.
+    """
+    lo = x[0]
+    hi = x[0]
+    for i in range(1, x.shape[0]):
+        lo = min(lo, x[i])
+        hi = max(hi, x[i])
+    if U64(hi) - U64(lo) < U64(_COUNT_SPAN):
+        span = int(hi - lo) + 1
+        cnt = np.zeros(span, np.int64)
+        for i in range(x.shape[0]):
+            cnt[x[i] - lo] += 1
+        acc = 0
+        for j in range(span):
+            acc += cnt[j]
+            if acc > k:
+                return lo + j
+    return np.partition(x, k)[k]
+
+
 @njit(cache=True)
 def _block_choice(u: np.ndarray, s: int, n: int, hist: np.ndarray) -> tuple[int, int, int]:
     """Cheapest layout of block ``u[s:s+n]``: ``(cost in bits, width w or -1 for all-zero, max bit length)``.
 
-    ``hist`` is a 65-entry int64 scratch array (reused across blocks to avoid an allocation per block).
+    Ties go to the larger ``w``. ``hist`` is unused (kept for callers' signatures). Counts of values wider
+    than ``w`` come from vectorised passes, ``w`` descending; the scan stops once even an ideal smaller ``w``
+    (``22 + above · (7 + maxlen)`` bits) cannot beat the best.
     """
     acc = U64(0)
     for i in range(s, s + n):
         acc |= u[i]
     if acc == U64(0):
         return 1, -1, 0
-    for k in range(65):
-        hist[k] = 0
-    for i in range(s, s + n):
-        hist[bitlen(u[i])] += 1
-    maxlen = 64
-    while maxlen > 0 and hist[maxlen] == 0:
-        maxlen -= 1
-    if maxlen == 0:
-        return 1, -1, 0
+    maxlen = bitlen(acc)
     best = 16 + n * maxlen
     bw = maxlen
-    above = 0  # values longer than w
     for w in range(maxlen - 1, -1, -1):
-        above += hist[w + 1]
+        above = 0  # values longer than w
+        sh = U64(w)
+        for i in range(s, s + n):
+            above += 1 if (u[i] >> sh) != U64(0) else 0
         cost = 22 + n * w + above * (7 + maxlen - w)
         if cost < best:
             best = cost
             bw = w
+        if 22 + above * (7 + maxlen) >= best:
+            break
     return best, bw, maxlen
 
 
@@ -84,7 +110,7 @@ def pfor_stream_cost(u: np.ndarray) -> int:
     """Bits :func:`pfor_write` would use for all of ``u``."""
     total = 0
     m = u.shape[0]
-    hist = np.empty(65, np.int64)
+    hist = np.empty(0, np.int64)
     for s in range(0, m, BLOCK):
         c, _, _ = _block_choice(u, s, min(BLOCK, m - s), hist)
         total += c
@@ -118,7 +144,7 @@ def _pack(words: np.ndarray, pos: int, u: np.ndarray, s: int, n: int, w: int) ->
 def pfor_write(words: np.ndarray, pos: int, u: np.ndarray) -> int:
     """Append ``u`` (uint64) as PFOR blocks; return the new bit position."""
     m = u.shape[0]
-    hist = np.empty(65, np.int64)
+    hist = np.empty(0, np.int64)
     for s in range(0, m, BLOCK):
         n = min(BLOCK, m - s)
         _, w, maxlen = _block_choice(u, s, n, hist)
@@ -304,7 +330,7 @@ def ints_encode(words: np.ndarray, pos: int, x: np.ndarray, allow_for: bool) -> 
             for i in range(1, n):
                 d[i - 1] = np.int64(x[i] - x[i - 1])
             k = (n - 1) // 2
-            base = U64(np.partition(d, k)[k])
+            base = U64(kth_smallest(d, k))
         u = np.empty(n - 1, np.uint64)
         for i in range(n - 1):
             u[i] = zigzag((x[i + 1] - x[i]) - base)

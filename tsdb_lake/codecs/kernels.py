@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tsdb_lake.codecs.alpans import alp_ans_decode, alp_ans_encode, alp_ans_max_bits
+from tsdb_lake.codecs.alpans import alp_ans_decode, alp_ans_encode_ints, alp_ans_max_bits
 from tsdb_lake.codecs.bits import (
     E_BAD_FIELD,
     E_CODEC,
@@ -30,7 +30,8 @@ from tsdb_lake.codecs.floatcodecs import (
     MAX_EXP,
     alp_candidates,
     alp_decode,
-    alp_encode_count,
+    alp_encode_ints,
+    alp_ints,
     alp_max_bits,
     raw_decode,
     raw_encode,
@@ -120,26 +121,34 @@ def blob_max_bits(codec: int, n: int) -> int:
 
 
 @njit(cache=True)
-def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int, np.ndarray, np.ndarray]:
     """The smallest ALP blob among the candidates, plus one step towards more precision when needed.
 
-    Returns ``(words, end bit position, e, f)`` of the winner.
+    Returns ``(words, end bit position, e, f, d, corrections)`` of the winner (its integers feed ALP_ANS).
 
     The candidates come from a 64-value sample; when the best one leaves in-range values needing corrections
     that the sample did not show, the next more precise exponent pair (``e + 1``, or ``f - 1``) is tried too.
     """
     n = vals.shape[0]
-    cands = alp_candidates(vals) if n > 0 else np.zeros((1, 2), np.int64)
+    if n == 0:
+        w = new_words(_HEADER_BITS)
+        return w, _header(w, C_ALP, 0), 0, 0, np.empty(0, np.int64), np.empty(0, np.uint64)
+    cands = alp_candidates(vals)
     words = new_words(0)
     pos = 1 << 62
     be = 0
     bf = 0
     inexact = 0
+    bd = np.empty(0, np.int64)
+    bc = np.empty(0, np.uint64)
     for r in range(cands.shape[0]):
+        d, corr, k = alp_ints(vals, cands[r, 0], cands[r, 1])
         w = new_words(_HEADER_BITS + alp_max_bits(n))
-        p, k = alp_encode_count(w, _header(w, C_ALP, n), vals, cands[r, 0], cands[r, 1])
+        p = _header(w, C_ALP, n)
+        p = put(w, p, U64(cands[r, 0]), 8)
+        p = alp_encode_ints(w, put(w, p, U64(cands[r, 1]), 8), d, corr)
         if p < pos:
-            words, pos, be, bf, inexact = w, p, cands[r, 0], cands[r, 1], k
+            words, pos, be, bf, inexact, bd, bc = w, p, cands[r, 0], cands[r, 1], k, d, corr
     if inexact > 0 and (bf > 0 or be < MAX_EXP):
         ne = be + 1 if bf == 0 else 0
         nf = bf - 1 if bf > 0 else 0
@@ -148,19 +157,25 @@ def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int]:
             if cands[r, 0] == ne and cands[r, 1] == nf:
                 tried = True
         if not tried:
+            d, corr, _ = alp_ints(vals, ne, nf)
             w = new_words(_HEADER_BITS + alp_max_bits(n))
-            p, _ = alp_encode_count(w, _header(w, C_ALP, n), vals, ne, nf)
+            p = _header(w, C_ALP, n)
+            p = put(w, p, U64(ne), 8)
+            p = alp_encode_ints(w, put(w, p, U64(nf), 8), d, corr)
             if p < pos:
-                words, pos, be, bf = w, p, ne, nf
-    return words, pos, be, bf
+                words, pos, be, bf, bd, bc = w, p, ne, nf, d, corr
+    return words, pos, be, bf, bd, bc
 
 
 @njit(cache=True)
-def _alp_ans_words(vals: np.ndarray, e: int, f: int) -> tuple[np.ndarray, int]:
-    """An ALP_ANS blob of ``vals`` with exponents ``(e, f)``."""
-    n = vals.shape[0]
+def _alp_ans_words(d: np.ndarray, corr: np.ndarray, e: int, f: int) -> tuple[np.ndarray, int]:
+    """An ALP_ANS blob of the ALP integers ``d`` and corrections ``corr`` of exponents ``(e, f)``."""
+    n = d.shape[0]
     words = new_words(_HEADER_BITS + alp_ans_max_bits(n))
-    return words, alp_ans_encode(words, _header(words, C_ALP_ANS, n), vals, e, f)
+    pos = _header(words, C_ALP_ANS, n)
+    if n == 0:
+        return words, pos
+    return words, alp_ans_encode_ints(words, pos, d, corr, e, f)
 
 
 @njit(cache=True)
@@ -179,13 +194,10 @@ def float_words(codec: int, vals: np.ndarray) -> tuple[np.ndarray, int]:
         words = new_words(_HEADER_BITS + 88 + 144 * rle_runs(bits))
         pos = rle_encode(words, _header(words, codec, n), bits)
     elif codec == C_ALP:
-        words, pos, _, _ = _alp_words(vals)
+        words, pos, _, _, _, _ = _alp_words(vals)
     elif codec == C_ALP_ANS:
-        e = 0
-        f = 0
-        if n > 0:
-            _, _, e, f = _alp_words(vals)
-        words, pos = _alp_ans_words(vals, e, f)
+        _, _, e, f, d, corr = _alp_words(vals)
+        words, pos = _alp_ans_words(d, corr, e, f)
     else:
         words = new_words(_HEADER_BITS + 64 * n)
         pos = raw_encode(words, _header(words, C_RAW, n), bits)
@@ -230,9 +242,9 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
     ans_w = new_words(0)
     ans_pos = 0
     if n > 0 and best > _alp_floor(n):
-        alp_w, alp_pos, e, f = _alp_words(vals)
+        alp_w, alp_pos, e, f, d, corr = _alp_words(vals)
         alp = alp_pos - 8 - varint_bits(U64(n))
-        ans_w, ans_pos = _alp_ans_words(vals, e, f)
+        ans_w, ans_pos = _alp_ans_words(d, corr, e, f)
         ans = ans_pos - 8 - varint_bits(U64(n))
     limit = min(best, min(alp, ans) + 1)
     if gorilla_bits(bits, limit) < limit:
