@@ -393,11 +393,28 @@ def _may_hold_nul(col: Column) -> bool:
     return False
 
 
+def _may_be_too_long(col: Column) -> bool:
+    """False when no value of ``col`` can exceed MAX_LABEL_VALUE_BYTES (a screen over the offsets buffer)."""
+    if col.nbytes <= MAX_LABEL_VALUE_BYTES:
+        return False
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    for chunk in chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True
+        if len(chunk) == 0:
+            continue
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(chunk.buffers()[1], width)[chunk.offset : chunk.offset + len(chunk) + 1]
+        if int(np.diff(offsets).max()) > MAX_LABEL_VALUE_BYTES:
+            return True
+    return False
+
+
 def _check_label_values(name: str, col: Column, errors: _RowErrors) -> None:
     checks = []
     if _may_hold_nul(col):
         checks.append(pc.match_substring(col, "\x00"))
-    if col.nbytes > MAX_LABEL_VALUE_BYTES:
+    if _may_be_too_long(col):
         checks.append(pc.greater(pc.binary_length(col), pa.scalar(MAX_LABEL_VALUE_BYTES)))
     if not checks:
         return

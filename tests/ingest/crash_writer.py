@@ -1,6 +1,6 @@
 """A writer process for crash tests: writes deterministic batches, printing ``ACK <i>`` after each returns.
 
-usage: python crash_writer.py LAKE_URI STORAGE_OPTIONS_JSON FIRST_BATCH N_BATCHES FLUSH_EVERY
+usage: python crash_writer.py LAKE_URI STORAGE_OPTIONS_JSON FIRST_BATCH N_BATCHES FLUSH_EVERY [WRITER_SETTINGS_JSON]
 """
 
 from __future__ import annotations
@@ -28,14 +28,17 @@ def batch(i: int) -> dict[str, object]:
 
 def main() -> None:
     uri, options, first, n, flush_every = sys.argv[1], json.loads(sys.argv[2]), *map(int, sys.argv[3:6])
+    settings = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {"flush_bytes": 64 << 10}
     from tsdb_lake import codecs
     from tsdb_lake.schema import normalize_frame
 
-    normalize_frame(batch(0), metric="m")  # warm imports and JIT caches so kills land mid-work, not mid-import
+    normalize_frame(
+        batch(0), metric="m"
+    )  # warm imports and JIT caches so kills land mid-work, not mid-import
     codecs.encode_floats(np.zeros(8))
     codecs.encode_timestamps(np.arange(8, dtype=np.int64))
     lake = tsdb_lake.connect(uri, storage_options=options or None)
-    with lake.writer(tenant="crash", durability="batch", flush_bytes=64 << 10) as writer:
+    with lake.writer(tenant="crash", durability="batch", **settings) as writer:
         print("READY", flush=True)
         for i in range(first, first + n):
             writer.write("m", batch(i))

@@ -24,10 +24,18 @@ from crash_writer import BASE_NS, POINTS_PER_BATCH, batch
 SCRIPT = Path(__file__).parent / "crash_writer.py"
 
 
-def _run_and_kill(uri: str, options: dict[str, Any], first: int, n: int, delay: float) -> set[int]:
+def _run_and_kill(
+    uri: str,
+    options: dict[str, Any],
+    first: int,
+    n: int,
+    delay: float,
+    settings: dict[str, Any] | None = None,
+) -> set[int]:
     """Start a writer at batch ``first``, kill it after it has been writing ``delay`` seconds; return ACKs."""
+    extra = [json.dumps(settings)] if settings is not None else []
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), uri, json.dumps(options), str(first), str(n), "7"],
+        [sys.executable, str(SCRIPT), uri, json.dumps(options), str(first), str(n), "7", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -85,16 +93,20 @@ def _check(uri: str, options: dict[str, Any], acked: set[int], attempted: int) -
     # No duplicates hidden by last-write-wins: stored points equal distinct points.
     snap = lake.snapshot()
     stored = sum(f.points for f in snap.files("crash", "m", "raw"))
-    assert stored == df.height, f"{stored} points stored for {df.height} distinct points (duplicated on replay)"
+    assert stored == df.height, (
+        f"{stored} points stored for {df.height} distinct points (duplicated on replay)"
+    )
 
 
-def _crash_loop(uri: str, options: dict[str, Any], rounds: int, seed: int) -> None:
+def _crash_loop(
+    uri: str, options: dict[str, Any], rounds: int, seed: int, settings: dict[str, Any] | None = None
+) -> None:
     rng = random.Random(seed)
     acked: set[int] = set()
     next_batch = 0
     for _ in range(rounds):
         n = 400
-        acked |= _run_and_kill(uri, options, next_batch, n, delay=rng.uniform(0.0, 1.5))
+        acked |= _run_and_kill(uri, options, next_batch, n, delay=rng.uniform(0.0, 1.5), settings=settings)
         next_batch += n
     assert acked, "the writer never acknowledged a batch"
     _check(uri, options, acked, next_batch)
@@ -104,8 +116,17 @@ def test_sigkill_loses_no_acknowledged_write_and_duplicates_none(tmp_path: Path)
     _crash_loop(str(tmp_path / "lake"), {}, rounds=6, seed=1)
 
 
+def test_sigkill_during_background_partial_flushes(tmp_path: Path) -> None:
+    # Each 40-minute batch completes an hour partition: completed hours flush in the background with a
+    # carry record for what stays buffered, so kills land between carry, commit and truncation.
+    settings = {"flush_bytes": 1 << 30, "flush_completed_bytes": 1}
+    _crash_loop(str(tmp_path / "lake"), {}, rounds=6, seed=4, settings=settings)
+
+
 @pytest.mark.s3
-def test_sigkill_on_s3(s3_lake: tuple[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigkill_on_s3(
+    s3_lake: tuple[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     uri, options = s3_lake
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     _crash_loop(uri, options, rounds=3, seed=2)

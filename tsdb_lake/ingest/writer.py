@@ -4,6 +4,12 @@ Durability contract: once ``write`` returns (``durability="batch"``) the batch i
 crash; once ``flush`` returns it is in the lake and every new reader sees it. Each flush commits, in the same
 catalog entry as its files, the highest WAL LSN it covers (``WriterProgress``); replay skips records at or below
 it, so a crash between commit and WAL truncation duplicates nothing.
+
+Partitions that writing has moved past are flushed in the background while writes go on. Such a partial
+flush commits progress ``L`` = the newest record holding its data (and at least the last carry record); the
+rows of records <= ``L`` that stay buffered are first re-logged in one *carry record* (see
+:mod:`tsdb_lake.ingest.records`), which replay uses exactly when the commit of ``L`` happened. So every
+acknowledged row is, at any crash point, either in the lake or replayed, never both.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from tsdb_lake.errors import BackendWriteError, CardinalityLimitedError, RateLim
 from tsdb_lake.format import FORMAT_VERSION, RawFileInfo, encode_chunks, write_raw_file
 from tsdb_lake.ingest.lineprotocol import parse_lines
 from tsdb_lake.ingest.options import WriterOptions
-from tsdb_lake.ingest.records import decode_record, encode_record
+from tsdb_lake.ingest.records import decode_carry, decode_record, encode_carry, encode_record, is_carry
 from tsdb_lake.memtable import Memtable, PartitionKey
 from tsdb_lake.model import FieldKind, validate_name
 from tsdb_lake.points import SeriesIdCache, assign_series_ids
@@ -120,6 +126,9 @@ class Writer:
         self._flush_lock = threading.Lock()
         self._active = Memtable()
         self._frozen: Memtable | None = None
+        self._frozen_full = False
+        #: LSN of the newest carry record written (-1: none); every commit covers at least it.
+        self._carry_lsn = -1
         self._schemas: dict[str, MetricSchema] = {}
         self._series_counts: dict[str, set[int]] = {}
         self._ids = SeriesIdCache()
@@ -154,8 +163,9 @@ class Writer:
         """Make everything written so far durable in the lake and visible to new readers."""
         self._check_open()
         with self._flush_lock:
+            self._flush_frozen()  # a pending (partial) flush first
             with self._lock:
-                if self._frozen is None and not self._active.is_empty:
+                if not self._active.is_empty:
                     self._freeze()
             self._flush_frozen()
 
@@ -233,7 +243,7 @@ class Writer:
                 points += nf.table.num_rows
             self.stats["batches"] += 1
             self.stats["points"] += points
-            if self._active.nbytes >= self.options.flush_bytes:
+            if self._active.nbytes >= self.options.flush_bytes or self._completed_due():
                 self._wake.set()
         return points
 
@@ -276,8 +286,35 @@ class Writer:
     # ------------------------------------------------------------------ flush path
     def _freeze(self) -> None:
         """Swap the active memtable for an empty one (caller holds ``_lock`` and ``_flush_lock``)."""
-        self._frozen = self._active
+        frozen = self._active
+        frozen.max_lsn = max(frozen.max_lsn, self._carry_lsn)
+        self._frozen, self._frozen_full = frozen, True
         self._active = Memtable()
+
+    def _completed_due(self) -> bool:
+        """Whether partitions writing has moved past hold enough to flush them in the background."""
+        threshold = self.options.flush_completed_bytes
+        if threshold <= 0 or self._frozen is not None:
+            return False
+        keys, nbytes = self._active.completed()
+        return bool(keys) and nbytes >= threshold
+
+    def _freeze_completed(self) -> None:
+        """Move the completed partitions to the frozen memtable, re-logging in a carry record what stays
+        buffered from the records the flush will cover (caller holds ``_lock`` and ``_flush_lock``)."""
+        keys, _ = self._active.completed()
+        if not keys:
+            return
+        covers = max(self._active.lsn_of(keys), self._carry_lsn)
+        carried = self._active.carry(covers, skip=keys)
+        if carried:  # logged before anything moves, so a failed append leaves the memtable as it was
+            (lsn,) = self._wal.append_many([encode_carry(covers, carried)])
+            self._carry_lsn = lsn
+        frozen = self._active.split(keys)
+        if carried:
+            self._active.retag(covers, self._carry_lsn)
+        frozen.max_lsn = covers
+        self._frozen, self._frozen_full = frozen, False
 
     def _flush_frozen(self) -> None:
         """Write the frozen memtable as files, commit them with the WAL progress, truncate the WAL."""
@@ -301,7 +338,8 @@ class Writer:
         # could hand the same LSNs to new records that replay would then skip.
         self._wal.sync()
         self._catalog.commit(actions, operation="write", writer=self.writer_id)
-        self._wal.rotate()
+        if self._frozen_full:  # a partial flush leaves the open segment for later records to fill
+            self._wal.rotate()
         self._wal.truncate(frozen.max_lsn)
         with self._space:
             self._frozen = None
@@ -313,8 +351,10 @@ class Writer:
         """Seal, encode and write one (metric, hour) partition as a raw file; the AddFile to commit."""
         schema = self._schemas[key.metric]
         fields = {name: spec.dtype for name, spec in schema.fields.items()}
-        frame = frozen.seal(key, schema.labels, list(fields), self._ids)
-        chunks = encode_chunks(frame, schema.labels, fields, max_chunk_points=self.options.max_chunk_points)
+        points, series = frozen.seal_points(key, schema.labels, list(fields), self._ids)
+        chunks = encode_chunks(
+            points, schema.labels, fields, max_chunk_points=self.options.max_chunk_points, series=series
+        )
         partition = layout.partition_of("raw", key.hour_ns)
         file_key = layout.data_file_key(self.tenant, key.metric, "raw", partition, uuid.uuid4().hex)
         info = write_raw_file(
@@ -361,13 +401,17 @@ class Writer:
                     or self._active.age() >= self.options.flush_interval_s
                     or self._buffered_bytes() >= self.options.memtable_budget_bytes
                 )
-            if not due:
+                partial = not due and self._completed_due()
+            if not (due or partial):
                 continue
             try:
                 with self._flush_lock:
                     with self._lock:
                         if self._frozen is None and not self._active.is_empty:
-                            self._freeze()
+                            if due:
+                                self._freeze()
+                            elif self._completed_due():
+                                self._freeze_completed()
                     self._flush_frozen()
             except Exception as exc:  # surfaced to the writer's next call
                 self._flush_error = exc
@@ -379,15 +423,28 @@ class Writer:
         """Rebuild the memtable from WAL records not yet in the lake, then flush them."""
         progress = self._catalog.refresh().progress(self.writer_id)
         committed = -1 if progress is None else progress
+        carried: list[tuple[str, pa.Table, int]] = []
+        writes: list[tuple[str, pa.Table, int]] = []
         for record in self._wal.replay():
+            if is_carry(record.payload):
+                # At most one carry is in effect: the one whose covering commit happened; its rows came
+                # from records <= committed, so they go before every replayed write.
+                self._carry_lsn = max(self._carry_lsn, record.lsn)
+                if record.lsn > committed:
+                    covers, tables = decode_carry(record.payload)
+                    if covers <= committed:
+                        carried = [(metric, table, record.lsn) for metric, table in tables]
+                continue
             if record.lsn <= committed:
                 continue
             metric, table = decode_record(record.payload)
+            writes.append((metric, table, record.lsn))
+        for metric, table, lsn in carried + writes:
             frame = normalize_frame(table, metric=metric)
             evolved = self._evolved(metric, frame, ())
             if evolved is not None:
                 self._schemas[metric] = evolved
-            self._active.add(metric, table, record.lsn)
+            self._active.add(metric, table, lsn)
             self.stats["replayed"] += 1
         if not self._active.is_empty:
             with self._flush_lock, self._lock:

@@ -6,6 +6,7 @@ for sealed, sorted, duplicate-free point frames. Not thread-safe; the writer ser
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,16 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from tsdb_lake.memtable.grouping import group_rows
 from tsdb_lake.model import TIME_COLUMN
-from tsdb_lake.points import SeriesIdCache, assign_series_ids, merge_duplicates, sort_points
+from tsdb_lake.points import (
+    SERIES_ID,
+    SeriesIdCache,
+    assign_series_ids,
+    merge_duplicates,
+    sort_order,
+    sort_points,
+)
 
 __all__ = ["HOUR_NS", "Memtable", "PartitionKey"]
 
@@ -33,6 +42,9 @@ class PartitionKey:
 @dataclass
 class _Partition:
     tables: list[pa.Table] = field(default_factory=list)
+    #: The WAL LSN holding each table (parallel to ``tables``): its write record, or the carry record that
+    #: re-logged it (see :meth:`Memtable.carry`).
+    lsns: list[int] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0
     min_time: int = np.iinfo(np.int64).max
@@ -70,27 +82,81 @@ class Memtable:
         hours = np.floor_divide(times, HOUR_NS)
         lo, hi = int(hours.min()), int(hours.max())
         if lo == hi:
-            self._add_part(PartitionKey(metric, lo * HOUR_NS), table, times)
+            self._add_part(PartitionKey(metric, lo * HOUR_NS), table, times, lsn)
+        elif bool((hours[1:] >= hours[:-1]).all()):  # time-ordered batch: zero-copy slices per hour
+            edges = [0, *(np.flatnonzero(np.diff(hours)) + 1).tolist(), len(hours)]
+            for s, e in itertools.pairwise(edges):
+                key = PartitionKey(metric, int(hours[s]) * HOUR_NS)
+                self._add_part(key, table.slice(s, e - s), times[s:e], lsn)
         else:
             order = np.argsort(hours, kind="stable")
             sorted_hours = hours[order]
             bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
             for idx in np.split(order, bounds):
                 part = table.take(pa.array(idx))
-                self._add_part(PartitionKey(metric, int(hours[idx[0]]) * HOUR_NS), part, times[idx])
+                self._add_part(PartitionKey(metric, int(hours[idx[0]]) * HOUR_NS), part, times[idx], lsn)
         self.max_lsn = max(self.max_lsn, lsn)
         if self.first_write is None:
             self.first_write = time.monotonic()
 
-    def _add_part(self, key: PartitionKey, table: pa.Table, times: np.ndarray) -> None:
+    def _add_part(self, key: PartitionKey, table: pa.Table, times: np.ndarray, lsn: int) -> None:
         part = self._parts.setdefault(key, _Partition())
         part.tables.append(table)
+        part.lsns.append(lsn)
         part.rows += table.num_rows
         part.nbytes += table.nbytes
         part.min_time = min(part.min_time, int(times.min()))
         part.max_time = max(part.max_time, int(times.max()))
         self.rows += table.num_rows
         self.nbytes += table.nbytes
+
+    def completed(self) -> tuple[list[PartitionKey], int]:
+        """Partitions older than their metric's newest hour here (in time order, writing has moved past
+        them), and their buffered bytes."""
+        newest: dict[str, int] = {}
+        for key in self._parts:
+            newest[key.metric] = max(newest.get(key.metric, key.hour_ns), key.hour_ns)
+        keys = sorted(key for key in self._parts if key.hour_ns < newest[key.metric])
+        return keys, sum(self._parts[key].nbytes for key in keys)
+
+    def lsn_of(self, keys: Sequence[PartitionKey]) -> int:
+        """The largest LSN holding data of these partitions (-1 when none)."""
+        return max((max(self._parts[key].lsns) for key in keys if key in self._parts), default=-1)
+
+    def split(self, keys: Sequence[PartitionKey]) -> Memtable:
+        """Move the partitions ``keys`` into a new memtable (whose ``max_lsn`` is their largest LSN)."""
+        out = Memtable()
+        out.created = self.created
+        out.first_write = self.first_write
+        for key in keys:
+            part = self._parts.pop(key)
+            out._parts[key] = part
+            out.rows += part.rows
+            out.nbytes += part.nbytes
+            self.rows -= part.rows
+            self.nbytes -= part.nbytes
+        out.max_lsn = out.lsn_of(keys)
+        if self.is_empty:
+            self.first_write = None
+        return out
+
+    def carry(self, upto: int, skip: Sequence[PartitionKey] = ()) -> list[tuple[str, pa.Table]]:
+        """The tables held by WAL records with LSN <= ``upto`` outside the partitions ``skip``, as
+        ``(metric, table)`` in arrival order per partition (partitions in key order)."""
+        out = []
+        skipped = set(skip)
+        for key in sorted(self._parts):
+            if key in skipped:
+                continue
+            part = self._parts[key]
+            out += [(key.metric, t) for t, lsn in zip(part.tables, part.lsns, strict=True) if lsn <= upto]
+        return out
+
+    def retag(self, upto: int, lsn: int) -> None:
+        """Record that the tables held by records <= ``upto`` are now held by record ``lsn`` (a carry)."""
+        for part in self._parts.values():
+            part.lsns = [lsn if old <= upto else old for old in part.lsns]
+        self.max_lsn = max(self.max_lsn, lsn)
 
     def partitions(self) -> list[PartitionKey]:
         """The buffered partitions, sorted by metric then hour."""
@@ -110,6 +176,40 @@ class Memtable:
         assert isinstance(frame, pl.DataFrame)
         frame = assign_series_ids(frame, key.metric, labels, cache)
         return merge_duplicates(sort_points(frame), fields)
+
+    def seal_points(
+        self, key: PartitionKey, labels: Sequence[str], fields: Sequence[str], cache: SeriesIdCache
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The partition as ``(points, series)`` without gathering labels per point.
+
+        ``points`` holds ``_series_id``, ``time`` and the fields, sorted by (series, time) with duplicates
+        merged as :meth:`seal` does; ``series`` holds one row per series: ``_series_id`` and its labels.
+        """
+        tables = self._parts[key].tables
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+        present = [label for label in labels if label in table.column_names]
+        columns = [table.column(label) for label in present]
+        groups, firsts = group_rows(columns, table.num_rows)
+        index = pa.array(firsts)
+        values = [col.take(index) for col in columns]
+        rows: list[tuple[str | None, ...]] = (
+            list(zip(*(v.to_pylist() for v in values), strict=True)) if present else [()] * len(firsts)
+        )
+        ids = np.array(cache.ids_for(key.metric, present, rows), np.uint64)
+        series = pl.DataFrame(
+            [
+                pl.Series(SERIES_ID, ids, pl.UInt64),
+                *(pl.Series(label, v) for label, v in zip(present, values, strict=True)),
+            ]
+        )
+        sids = ids[groups]
+        numeric = pl.from_arrow(table.select([TIME_COLUMN, *(f for f in fields if f in table.column_names)]))
+        assert isinstance(numeric, pl.DataFrame)
+        points = numeric.select(pl.Series(SERIES_ID, sids, pl.UInt64), pl.all())
+        perm = sort_order(sids, points.get_column(TIME_COLUMN).to_numpy())
+        if perm is not None:
+            points = points[perm]
+        return merge_duplicates(points, fields), series
 
     def scan(self, metric: str, start: int | None = None, end: int | None = None) -> Iterator[pa.Table]:
         """Buffered batches of ``metric`` whose partitions overlap ``[start, end)`` (unsorted, unmerged)."""
