@@ -292,8 +292,15 @@ def high_cpu(hosts: int, label: str) -> Query:
         return {"start": s, "end": e, "hosts": _rand_hosts(rng, ds, hosts) if hosts else None}
 
     def lake_q(lake: Any, ds: Dataset, p: Params) -> pl.DataFrame:
-        out = lake.query("cpu", p["start"], p["end"], tenant=TENANT, where=_where_hosts(p["hosts"]))
-        return _epoch(out.filter(pl.col("usage_user") > 90.0))
+        out = lake.query(
+            "cpu",
+            p["start"],
+            p["end"],
+            tenant=TENANT,
+            where=_where_hosts(p["hosts"]),
+            filter="usage_user > 90",
+        )
+        return _epoch(out)
 
     def sql(ds: Dataset, p: Params) -> str:
         return (

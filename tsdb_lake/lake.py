@@ -19,6 +19,7 @@ from tsdb_lake.ingest.writer import Writer, open_wal_slot, recover_orphan_slots
 from tsdb_lake.model import validate_name
 from tsdb_lake.query.engine import Output, build_request, require_schema, run_query, shape_output
 from tsdb_lake.query.matchers import WhereLike
+from tsdb_lake.query.predicates import FilterLike
 from tsdb_lake.query.timeutil import TimeLike
 from tsdb_lake.storage import open_storage
 from tsdb_lake.storage.base import Storage
@@ -146,6 +147,7 @@ class Lake:
         *,
         tenant: str = DEFAULT_TENANT,
         where: WhereLike = None,
+        filter: FilterLike = None,
         fields: Sequence[str] | str | None = None,
         every: Any = None,
         agg: str | Sequence[str] | None = None,
@@ -160,6 +162,8 @@ class Lake:
 
         Returns a polars DataFrame (or pandas / Arrow per ``output``); with ``explain=True`` a tuple of the
         frame and the explain dict. ``as_of`` reads the catalog version given (time travel, no memtable).
+        ``filter`` keeps points whose field values pass comparisons such as ``"usage_user > 90"`` (see
+        ``query/predicates.py``); chunks whose min / max rule them out are skipped undecoded.
         """
         validate_name("tenant", tenant)
         validate_name("metric", metric)
@@ -182,6 +186,7 @@ class Lake:
             by=by,
             fill=fill,
             resolution=resolution,
+            filter=filter,
         )
         buffered = self._buffered(tenant, metric, request.start, request.end) if live else []
         result = run_query(self.storage, snapshot, schema, request, buffered)

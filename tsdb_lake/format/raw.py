@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +47,13 @@ from tsdb_lake.storage.base import Storage
 __all__ = [
     "CHUNK_COLUMNS",
     "FORMAT_VERSION",
+    "PointSelector",
     "RawFileInfo",
     "chunk_columns_for",
     "decode_chunks",
+    "decode_fields",
     "encode_chunks",
+    "read_cached_chunks",
     "read_chunks",
     "write_raw_file",
 ]
@@ -155,11 +158,14 @@ def encode_chunks(
     fields: Mapping[str, str],
     *,
     max_chunk_points: int = DEFAULT_CHUNK_POINTS,
+    series: pl.DataFrame | None = None,
 ) -> pa.Table:
     """Encode a point frame sorted by (series, time) into the chunk table of a raw file.
 
     ``fields`` maps field name to dtype (``"float64"`` or ``"int64"``); labels and fields missing from the
     frame are written as nulls so every file of a metric carries the full schema known at write time.
+    With ``series`` (one row per series id: ``_series_id`` and its labels) label values come from it and the
+    frame needs no label columns.
     """
     n = frame.height
     sids = frame.get_column(SERIES_ID).to_numpy()
@@ -168,10 +174,22 @@ def encode_chunks(
     offsets = np.append(starts, n).astype(np.int64)
     counts = np.diff(offsets).astype(np.int32)
     columns: dict[str, pa.Array] = {SERIES_ID: pa.array(sids[starts], pa.uint64())}
-    present_labels = [label for label in labels if label in frame.columns]
-    first = frame.select(present_labels)[starts] if n and present_labels else frame.select(present_labels).clear()
+    source = frame if series is None else series
+    present_labels = [label for label in labels if label in source.columns]
+    if series is not None and n and present_labels:
+        known = series.get_column(SERIES_ID).to_numpy()
+        order = np.argsort(known)
+        pos = np.minimum(np.searchsorted(known, sids[starts], sorter=order), len(known) - 1)
+        rows = order[pos]
+        if not np.array_equal(known[rows], sids[starts]):
+            raise ValueError("encode_chunks: a series id of the frame is missing from the series frame")
+        first = series.select(present_labels)[rows]
+    elif n and present_labels:
+        first = frame.select(present_labels)[starts]
+    else:
+        first = source.select(present_labels).clear()
     for label in labels:
-        if label in frame.columns:
+        if label in present_labels:
             columns[label] = first.get_column(label).cast(pl.String).to_arrow().cast(pa.string())
         else:
             columns[label] = pa.nulls(len(starts), pa.string())
@@ -270,17 +288,21 @@ def write_raw_file(
         "tsdb_lake.fields": json.dumps(dict(fields)),
         **(metadata or {}),
     }
-    table = chunks.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
-    compression = {c: ("NONE" if c in blob_cols else "ZSTD") for c in table.column_names}
+    compression = {c: ("NONE" if c in blob_cols else "ZSTD") for c in chunks.column_names}
     with storage.open_output(key) as sink:
-        pq.write_table(
-            table,
+        # The footer holds the tsdb_lake.* key/values but no base64 Arrow schema (``store_schema=False``):
+        # the Parquet types map back exactly (UINT64, UTF8, BYTE_ARRAY, INT32 / INT64, DOUBLE) and the
+        # schema would add ~6 KB to every file.
+        with pq.ParquetWriter(
             sink,
+            chunks.schema.remove_metadata(),
             compression=compression,
             use_dictionary=list(labels),
             write_statistics=[SERIES_ID, T_MIN, T_MAX, *labels],
-            row_group_size=64 * 1024,
-        )
+            store_schema=False,
+        ) as writer:
+            writer.write_table(chunks, row_group_size=64 * 1024)
+            writer.add_key_value_metadata(meta)
         size = sink.tell()
     return _file_info(key, size or 0, chunks, labels, fields)
 
@@ -331,6 +353,46 @@ def _remember_footer(cache_key: tuple[str, str], footer: tuple[Any, pa.Schema, d
         _FOOTERS[cache_key] = footer
         while len(_FOOTERS) > _FOOTERS_LIMIT:
             _FOOTERS.popitem(last=False)
+
+
+#: Small columns (ids, labels, bounds, counts, per-chunk statistics — not the codec blobs) of raw files by
+#: (storage uri, key), whole files: pruning and statistics-only reads then need no I/O. Immutable files make
+#: entries never stale; least recently used files are dropped beyond SMALL_COLUMNS_CACHE_BYTES.
+_SMALL: OrderedDict[tuple[str, str], dict[str, pa.ChunkedArray]] = OrderedDict()
+_SMALL_BYTES = [0]
+SMALL_COLUMNS_CACHE_BYTES = 64 * 2**20
+
+
+def _is_small(arrow_type: pa.DataType) -> bool:
+    """Whether a raw-file column is cached with the small columns (everything but binary blobs)."""
+    return not (pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
+
+
+def _cached_small(
+    cache_key: tuple[str, str], footer: tuple[Any, pa.Schema, dict[str, int]], columns: Sequence[str]
+) -> pa.Table | None:
+    """The file's requested columns from the cache when all are cached small columns, else None."""
+    index = footer[2]
+    wanted = [c for c in dict.fromkeys(columns) if c in index]
+    with _FOOTERS_LOCK:
+        entry = _SMALL.get(cache_key)
+        if entry is None or any(c not in entry for c in wanted):
+            return None
+        _SMALL.move_to_end(cache_key)
+        return pa.Table.from_arrays([entry[c] for c in wanted], names=wanted)
+
+
+def _remember_small(cache_key: tuple[str, str], table: pa.Table) -> None:
+    with _FOOTERS_LOCK:
+        entry = _SMALL.setdefault(cache_key, {})
+        for name in table.column_names:
+            if name not in entry:
+                entry[name] = table.column(name)
+                _SMALL_BYTES[0] += table.column(name).nbytes
+        _SMALL.move_to_end(cache_key)
+        while _SMALL_BYTES[0] > SMALL_COLUMNS_CACHE_BYTES and len(_SMALL) > 1:
+            _, dropped = _SMALL.popitem(last=False)
+            _SMALL_BYTES[0] -= sum(col.nbytes for col in dropped.values())
 
 
 def _row_groups(meta: Any, names: list[str], start: int | None, end: int | None) -> list[int]:
@@ -392,29 +454,69 @@ def read_chunks(
     :func:`decode_chunks` reads them as nulls. One file is read on the calling thread (callers parallelise
     across files).
     """
+    cache_key = (storage.uri, key)
+    footer = _FOOTERS.get(cache_key)
+    table = None if footer is None else _cached_small(cache_key, footer, columns)
     try:
-        with storage.arrow_fs().open_input_file(storage.arrow_path(key)) as source:
-            cache_key = (storage.uri, key)
-            footer = _FOOTERS.get(cache_key)
-            reader = ParquetReader()
-            reader.open(source, metadata=footer[0] if footer else None, pre_buffer=False)
-            if footer is None:
-                arrow_schema = reader.schema_arrow
-                footer = (reader.metadata, arrow_schema, {n: i for i, n in enumerate(arrow_schema.names)})
-                _remember_footer(cache_key, footer)
-            meta, arrow_schema, index = footer
-            wanted = [c for c in dict.fromkeys(columns) if c in index]
-            groups = _row_groups(meta, arrow_schema.names, start, end)
-            if groups:
-                table = reader.read_row_groups(groups, column_indices=[index[c] for c in wanted], use_threads=False)
-            else:
-                table = arrow_schema.empty_table().select(wanted)
+        if table is None:
+            with storage.arrow_fs().open_input_file(storage.arrow_path(key)) as source:
+                reader = ParquetReader()
+                reader.open(source, metadata=footer[0] if footer else None, pre_buffer=False)
+                if footer is None:
+                    arrow_schema = reader.schema_arrow
+                    footer = (reader.metadata, arrow_schema, {n: i for i, n in enumerate(arrow_schema.names)})
+                    _remember_footer(cache_key, footer)
+                wanted = [c for c in dict.fromkeys(columns) if c in footer[2]]
+                table = _read_wanted(reader, cache_key, footer, wanted, start, end)
     except FileNotFoundError as exc:
         raise BackendReadError(f"data file {key} is missing from storage", retryable=False) from exc
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
             raise BackendReadError(f"cannot read data file {key}: {exc}") from exc
         raise CorruptBlockError(f"unreadable Parquet data file: {exc}", path=key) from exc
+    return _rows_in(table, key, start, end, series_ids)
+
+
+def _read_wanted(
+    reader: Any,
+    cache_key: tuple[str, str],
+    footer: tuple[Any, pa.Schema, dict[str, int]],
+    wanted: list[str],
+    start: int | None,
+    end: int | None,
+) -> pa.Table:
+    """Read ``wanted`` columns of an open raw file and keep its small columns when read whole.
+
+    Small columns alone are read for every row group (so the cache holds whole files). Reads with blobs
+    read everything they want from the file (assembling cached columns with a blob read measured slower).
+    """
+    meta, arrow_schema, index = footer
+    small = [c for c in wanted if _is_small(arrow_schema.field(c).type)]
+    every_group = list(range(meta.num_row_groups))
+    whole_file = len(small) == len(wanted)  # small columns alone: read (and cache) every row group
+    groups = every_group if whole_file else _row_groups(meta, arrow_schema.names, start, end)
+    if not groups:
+        return arrow_schema.empty_table().select(wanted)
+    table = reader.read_row_groups(groups, column_indices=[index[c] for c in wanted], use_threads=False)
+    if small and len(groups) == len(every_group):
+        _remember_small(cache_key, table.select(small))
+    return table
+
+
+def read_cached_chunks(
+    storage: Storage, key: str, columns: Sequence[str], *, start: int | None = None, end: int | None = None
+) -> pa.Table | None:
+    """:func:`read_chunks` answered from memory (small columns of a file read before), or None: no I/O."""
+    cache_key = (storage.uri, key)
+    footer = _FOOTERS.get(cache_key)
+    table = None if footer is None else _cached_small(cache_key, footer, columns)
+    return None if table is None else _rows_in(table, key, start, end, None)
+
+
+def _rows_in(
+    table: pa.Table, key: str, start: int | None, end: int | None, series_ids: Sequence[int] | None
+) -> pa.Table:
+    """The rows of a chunk table that may hold points in ``[start, end)`` of ``series_ids``."""
     if table.num_rows == 0 or (start is None and end is None and series_ids is None):
         return table
     try:
@@ -435,20 +537,31 @@ def read_chunks(
     return table.filter(mask)
 
 
+#: ``(probe fields, fn)`` for :func:`decode_chunks`: ``fn(probe, chunk_index)`` gets a frame of ``time`` and the
+#: probe fields for every point and each point's chunk, and returns a boolean numpy mask of the points to keep.
+PointSelector = tuple[Sequence[str], Callable[[pl.DataFrame, np.ndarray], np.ndarray]]
+
+
 def decode_chunks(
     chunks: pa.Table,
     labels: Sequence[str],
     fields: Mapping[str, str],
     *,
     key: str = "?",
+    select: PointSelector | None = None,
+    chunk_values: Mapping[str, np.ndarray] | None = None,
 ) -> pl.DataFrame:
     """Expand chunk rows into a point frame: ``_series_id``, ``time``, labels, fields (nulls restored).
 
-    Each blob column decodes in one batched (parallel) codec call over the Arrow buffers; label values are
-    gathered per point from the (small) per-chunk label frame.
+    Each blob column decodes in one batched codec call over the Arrow buffers. With ``select`` the timestamps
+    and probe fields decode first, then the other fields only for chunks with a selected point, and only
+    selected points come back; label values and ``chunk_values`` (one value per chunk, e.g. a sequence number)
+    are gathered for the returned points only.
     """
     counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
     chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+    rows: np.ndarray | None = None
+    done: dict[str, pl.Series] = {}
     try:
         if chunks.num_rows:
             times, tcounts = codecs.decode_timestamps_many(
@@ -458,9 +571,29 @@ def decode_chunks(
                 raise CorruptBlockError("timestamp chunks disagree with their _count column")
         else:
             times = np.zeros(0, np.int64)
+        if select is not None and chunks.num_rows:
+            probe_fields, keep_fn = select
+            for f in probe_fields:
+                done[f] = _decode_field(chunks, f, fields[f], counts, chunk_index)
+            probe = pl.DataFrame([pl.Series(TIME_COLUMN, times), *done.values()])
+            mask = np.asarray(keep_fn(probe, chunk_index), bool)
+            if not mask.all():
+                first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+                hit = np.maximum.reduceat(mask, first) if len(mask) else np.zeros(0, bool)
+                if not hit.all():  # chunks without a selected point: their other fields need no decoding
+                    in_hit = hit[chunk_index]
+                    chunks = chunks.filter(pa.array(hit))
+                    chunk_values = {k: np.asarray(v)[hit] for k, v in (chunk_values or {}).items()}
+                    counts = counts[hit]
+                    chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+                    times, mask = times[in_hit], mask[in_hit]
+                    sub = pl.Series(in_hit)
+                    done = {f: s.filter(sub) for f, s in done.items()}
+                rows = mask
+        point_chunk = chunk_index if rows is None else chunk_index[rows]
         out: dict[str, Any] = {
-            SERIES_ID: pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID))[chunk_index], pl.UInt64),
-            TIME_COLUMN: times,
+            SERIES_ID: pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID))[point_chunk], pl.UInt64),
+            TIME_COLUMN: times if rows is None else times[rows],
         }
         if labels:
             per_chunk = pl.DataFrame(
@@ -471,14 +604,30 @@ def decode_chunks(
                     for label in labels
                 ]
             )
-            gathered = per_chunk[chunk_index] if chunks.num_rows else per_chunk
+            gathered = per_chunk[point_chunk] if chunks.num_rows else per_chunk
             for label in labels:
                 out[label] = gathered.get_column(label)
         for f, dtype in fields.items():
-            out[f] = _decode_field(chunks, f, dtype, counts, chunk_index)
+            if f in done:
+                out[f] = done[f] if rows is None else done[f].filter(pl.Series(rows))
+            else:
+                out[f] = _decode_field(chunks, f, dtype, counts, chunk_index, rows)
+        for name, per in (chunk_values or {}).items():
+            out[name] = np.asarray(per)[point_chunk]
     except CorruptBlockError as exc:
         raise exc.with_path(key) from exc
     return pl.DataFrame(out)
+
+
+def decode_fields(chunks: pa.Table, fields: Mapping[str, str], *, key: str = "?") -> dict[str, pl.Series]:
+    """Each field's values over all points of ``chunks`` in chunk order (nulls restored), timestamps not
+    decoded: for callers that reduce whole chunks."""
+    counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
+    chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+    try:
+        return {f: _decode_field(chunks, f, dtype, counts, chunk_index) for f, dtype in fields.items()}
+    except CorruptBlockError as exc:
+        raise exc.with_path(key) from exc
 
 
 def _parallel(points: int) -> bool:
@@ -495,14 +644,28 @@ def _decode_blobs(blobs: pa.Array, dtype: str, points: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+def _field_series(name: str, values: np.ndarray, valid: np.ndarray | None, pl_type: Any) -> pl.Series:
+    """A polars Series from numpy values and an optional validity mask (False = null)."""
+    if valid is None or bool(valid.all()):
+        return pl.Series(name, values, pl_type)
+    return pl.Series(name, pa.array(values, mask=~valid))
+
+
 def _decode_field(
-    chunks: pa.Table, f: str, dtype: str, counts: np.ndarray, chunk_index: np.ndarray
+    chunks: pa.Table,
+    f: str,
+    dtype: str,
+    counts: np.ndarray,
+    chunk_index: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> pl.Series:
+    """One field's values for every point of ``chunks`` (only where the boolean ``rows`` holds), nulls restored."""
     pl_type = pl.Int64 if dtype == "int64" else pl.Float64
     np_type = np.int64 if dtype == "int64" else np.float64
     total = int(counts.sum())
     if f not in chunks.column_names:
-        return pl.Series(f, np.zeros(total, np_type), pl_type).set(pl.Series(np.ones(total, bool)), None)
+        n_out = total if rows is None else int(np.count_nonzero(rows))
+        return pl.Series(f, [None] * n_out, pl_type)
     blobs = chunks.column(f).combine_chunks()
     has_blob = np.asarray(blobs.is_valid())
     present = blobs.filter(pa.array(has_blob)) if not has_blob.all() else blobs
@@ -518,15 +681,19 @@ def _decode_field(
             if len(bitmap) * 8 < n:
                 raise CorruptBlockError(f"field {f!r} validity bitmap is too short")
             s = int(starts[i])
-            valid[s : s + n] = np.unpackbits(np.frombuffer(bitmap, np.uint8), count=n, bitorder="little").astype(bool)
+            valid[s : s + n] = np.unpackbits(
+                np.frombuffer(bitmap, np.uint8), count=n, bitorder="little"
+            ).astype(bool)
     elif has_blob.all():
         if len(decoded) != total:
             raise CorruptBlockError(f"field {f!r} chunks decode to {len(decoded)} values for {total} points")
-        return pl.Series(f, decoded, pl_type)
+        return pl.Series(f, decoded if rows is None else decoded[rows], pl_type)
     else:
         valid = has_blob[chunk_index]
     if int(valid.sum()) != len(decoded):
         raise CorruptBlockError(f"field {f!r}: {len(decoded)} values for {int(valid.sum())} valid points")
     values = np.zeros(total, np_type)
     values[valid] = decoded
-    return pl.Series(f, values, pl_type).set(pl.Series(~valid), None)
+    if rows is not None:
+        values, valid = values[rows], valid[rows]
+    return _field_series(f, values, valid, pl_type)

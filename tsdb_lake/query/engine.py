@@ -13,10 +13,11 @@ from tsdb_lake.catalog import MetricSchema, Snapshot
 from tsdb_lake.errors import InvalidQueryError, NotFoundError
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID
-from tsdb_lake.query.aggregate import aggregate, parse_aggs
+from tsdb_lake.query.aggregate import DECOMPOSABLE, aggregate, parse_aggs
 from tsdb_lake.query.explain import Explain
 from tsdb_lake.query.matchers import Matcher, WhereLike, parse_where
-from tsdb_lake.query.reader import STATS_AGGS, read_points_with_stats
+from tsdb_lake.query.predicates import FieldPredicate, FilterLike, parse_filter
+from tsdb_lake.query.reader import STATS_AGGS, read_for_query
 from tsdb_lake.query.timeutil import TimeLike, parse_duration, to_ns
 from tsdb_lake.storage.base import Storage
 
@@ -42,6 +43,7 @@ class QueryRequest:
     by: tuple[str, ...] | None = None
     fill: str = "none"
     resolution: str = "auto"
+    filters: tuple[FieldPredicate, ...] = ()
 
 
 @dataclass
@@ -66,6 +68,7 @@ def build_request(
     by: Sequence[str] | str | None = None,
     fill: str | None = None,
     resolution: str | None = None,
+    filter: FilterLike = None,
 ) -> QueryRequest:
     """Validate user arguments against the metric's schema; typed errors name what is wrong."""
     start_ns = _MIN_NS if start is None else to_ns(start, name="start")
@@ -81,6 +84,13 @@ def build_request(
             f"unknown field(s) {unknown} of metric {metric!r}; known fields: {sorted(schema.fields)}"
         )
     matchers = tuple(parse_where(where))
+    filters = tuple(parse_filter(filter))
+    bad_filter = [p.field for p in filters if p.field not in schema.fields]
+    if bad_filter:
+        raise InvalidQueryError(
+            f"cannot filter on {bad_filter}: not fields of {metric!r}; known fields: {sorted(schema.fields)}"
+            + (" (labels are matched with where=)" if any(b in schema.labels for b in bad_filter) else "")
+        )
     group = None if by is None else tuple([by] if isinstance(by, str) else by)
     if group is not None:
         bad = [b for b in group if b not in schema.labels]
@@ -96,6 +106,10 @@ def build_request(
     if resolution not in ("auto", "raw") and every_ns is None:
         raise InvalidQueryError(
             f"resolution={resolution!r} needs every= (rollup tiers answer bucketed queries)"
+        )
+    if filters and resolution not in ("auto", "raw"):
+        raise InvalidQueryError(
+            f"filter= tests raw points; resolution={resolution!r} answers from rollups (use 'auto' or 'raw')"
         )
     for spec in aggs:
         if spec.kind in ("increase", "rate"):
@@ -117,6 +131,7 @@ def build_request(
         by=group,
         fill=fill or "none",
         resolution=resolution,
+        filters=filters,
     )
 
 
@@ -135,7 +150,8 @@ def run_query(
     decodes everything, e.g. to compare both paths).
     """
     explain = Explain(snapshot_version=snapshot.version)
-    if request.every is not None and request.resolution != "raw":
+    # rollups hold no points to test a value filter on: filtered queries read raw data
+    if request.every is not None and request.resolution != "raw" and not request.filters:
         from tsdb_lake.query.tiers import run_tiered  # rollup tiers (query/tiers.py)
 
         buffered = list(buffered)
@@ -146,9 +162,20 @@ def run_query(
             return QueryResult(routed, explain)
     explain.tiers.append({"tier": "raw", "start": request.start, "end": request.end})
     use_stats = (
-        request.every is not None and use_chunk_stats and all(s.kind in STATS_AGGS for s in request.aggs)
+        request.every is not None
+        and use_chunk_stats
+        and not request.filters
+        and all(s.kind in STATS_AGGS for s in request.aggs)
     )
-    points, stats = read_points_with_stats(
+    per_series = request.by is None
+    group = list(schema.labels) if per_series else list(request.by or ())
+    # count / sum / avg / min / max reduce per (series, bucket) first: labels are then attached per series
+    by_series = request.every is not None and all(s.kind in DECOMPOSABLE for s in request.aggs)
+    if request.every is None:
+        point_labels: list[str] = list(schema.labels)
+    else:
+        point_labels = [] if by_series else group
+    got = read_for_query(
         storage,
         snapshot,
         request.tenant,
@@ -160,17 +187,19 @@ def run_query(
         request.fields,
         buffered,
         explain,
-        labels=list(schema.labels) if request.every is None or request.by is None else list(request.by),
+        labels=point_labels,
         stats_every=request.every if use_stats else None,
         stats_minmax=any(s.kind in ("min", "max") for s in request.aggs),
+        filters=request.filters,
+        series_labels=group if by_series else None,
+        partials_every=request.every if by_series and not use_stats else None,
+        partial_aggs=request.aggs,
     )
     if request.every is None:
-        frame = points.drop(SERIES_ID)
+        frame = got.points.drop(SERIES_ID)
     else:
-        per_series = request.by is None
-        group = list(schema.labels) if per_series else list(request.by or ())
         frame = aggregate(
-            points,
+            got.points,
             every=request.every,
             aggs=request.aggs,
             fields=request.fields,
@@ -179,7 +208,9 @@ def run_query(
             start=request.start,
             end=request.end,
             fill=request.fill,
-            stats=stats,
+            stats=got.stats,
+            series=got.series,
+            partials=got.partials,
         )
         if SERIES_ID in frame.columns:
             frame = frame.drop(SERIES_ID)

@@ -20,6 +20,7 @@ class Explain:
     files_read: int = 0
     chunks_read: int = 0
     chunks_pruned_by_labels: int = 0
+    chunks_pruned_by_values: int = 0
     chunks_answered_by_stats: int = 0
     chunks_decoded: int = 0
     points_decoded: int = 0

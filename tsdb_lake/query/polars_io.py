@@ -4,6 +4,8 @@ The plugin receives the query's projection, predicate and row limit from polars.
 
 - the time bounds of ``time >= x``, ``time > x``, ``time < y``, ``time <= y`` and ``time == x``;
 - label ``==``, ``!=`` and ``is_in([...])`` as label matchers (catalog file pruning and chunk label pruning);
+- field comparisons with a number (``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``, ``is_between``) as value
+  filters (chunk pruning on per-chunk min / max), keeping NaN where polars' order does (NaN above numbers);
 - the projection: only the fields the query selects or filters on are decoded.
 
 Extraction is conservative: it only looks through ANDs (``&``, ``all_horizontal``, and the ``when(is_null)
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from tsdb_lake.catalog import MetricSchema
 from tsdb_lake.catalog.schema import FieldSpec
 from tsdb_lake.model import TIME_COLUMN, validate_name
 from tsdb_lake.query.matchers import Matcher
+from tsdb_lake.query.predicates import FieldPredicate
 
 if TYPE_CHECKING:
     from tsdb_lake.lake import Lake
@@ -57,6 +61,7 @@ class Pushdown:
     start: int | None = None
     end: int | None = None
     matchers: list[Matcher] = field(default_factory=list)
+    filters: list[FieldPredicate] = field(default_factory=list)
 
     def narrow(self, start: int | None = None, end: int | None = None) -> None:
         """Intersect the time range with ``[start, end)``."""
@@ -83,6 +88,7 @@ class ScanRecord:
     fields: list[str]
     rows: int
     explain: dict[str, Any]
+    filters: list[FieldPredicate] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (matchers as ``label op "value"`` strings)."""
@@ -93,6 +99,7 @@ class ScanRecord:
             "end": self.end,
             "where": [f'{m.label}{m.op}"{m.value}"' for m in self.matchers],
             "fields": list(self.fields),
+            "filter": [str(p) for p in self.filters],
             "rows": self.rows,
             "explain": self.explain,
         }
@@ -169,8 +176,9 @@ def _string_values(series: pl.Series) -> list[str] | None:
 
 
 class _Extractor:
-    def __init__(self, labels: Sequence[str], time_unit_ns: int) -> None:
+    def __init__(self, labels: Sequence[str], time_unit_ns: int, fields: Mapping[str, str]) -> None:
         self.labels = set(labels)
+        self.fields = dict(fields)
         self.time_margin = time_unit_ns
         self.out = Pushdown()
 
@@ -222,6 +230,19 @@ class _Extractor:
             strings = _string_values(value)
             if strings is not None and len(strings) == 1 and len(value) == 1:
                 self.out.matchers.append(Matcher(name, "=" if op == "Eq" else "!=", strings[0]))
+        elif name in self.fields and not cast_unit:
+            self._field_bound(name, op, value)
+
+    def _field_bound(self, name: str, op: str, value: pl.Series) -> None:
+        if len(value) != 1 or value.null_count() or not value.dtype.is_numeric():
+            return
+        number = value.item()
+        if isinstance(number, bool) or (isinstance(number, float) and math.isnan(number)):
+            return
+        symbol = {"Gt": ">", "GtEq": ">=", "Lt": "<", "LtEq": "<=", "Eq": "==", "NotEq": "!="}[op]
+        # polars orders NaN above every number: NaN passes > and >= (and != in any order)
+        nan = self.fields[name] != "int64" and op in ("Gt", "GtEq")
+        self.out.filters.append(FieldPredicate(name, symbol, number, nan_matches=nan))  # type: ignore[arg-type]
 
     def _time_bound(self, op: str, value: pl.Series, cast_unit: int) -> None:
         tv = _time_value(value)
@@ -285,16 +306,20 @@ def time_bounds(op: str, value_ns: int, unit: int) -> tuple[int | None, int | No
 
 
 def extract_pushdown(
-    predicate: pl.Expr | None, labels: Sequence[str], time_unit: TimeUnit = "ns"
+    predicate: pl.Expr | None,
+    labels: Sequence[str],
+    time_unit: TimeUnit = "ns",
+    fields: Mapping[str, str] | None = None,
 ) -> Pushdown:
-    """The time range and label matchers implied by ``predicate`` (conservative; see the module docstring)."""
+    """The time range, label matchers and (for ``fields``: name -> dtype) value filters implied by
+    ``predicate`` (conservative; see the module docstring)."""
     if predicate is None:
         return Pushdown()
     try:
         tree = json.loads(predicate.meta.serialize(format="json"))
     except Exception:  # an expression polars cannot serialise just gets no pushdown
         return Pushdown()
-    extractor = _Extractor(labels, _UNIT_NS[time_unit])
+    extractor = _Extractor(labels, _UNIT_NS[time_unit], fields or {})
     extractor.walk(tree)
     return extractor.out
 
@@ -352,7 +377,9 @@ def scan_metric(
         if n_rows == 0:
             yield empty
             return
-        pushed = extract_pushdown(predicate, schema.labels, time_unit)
+        pushed = extract_pushdown(
+            predicate, schema.labels, time_unit, {n: spec.dtype for n, spec in schema.fields.items()}
+        )
         if pushed.empty:
             yield empty
             return
@@ -364,6 +391,7 @@ def scan_metric(
             pushed.end,
             tenant=tenant,
             where=pushed.matchers or None,
+            filter=pushed.filters or None,
             fields=fields,
             as_of=as_of,
             explain=True,
@@ -377,7 +405,15 @@ def scan_metric(
         if on_explain is not None:
             on_explain(
                 ScanRecord(
-                    metric, tenant, pushed.start, pushed.end, pushed.matchers, fields, frame.height, report
+                    metric,
+                    tenant,
+                    pushed.start,
+                    pushed.end,
+                    pushed.matchers,
+                    fields,
+                    frame.height,
+                    report,
+                    pushed.filters,
                 )
             )
         step = batch_size if batch_size and batch_size > 0 else max(frame.height, 1)

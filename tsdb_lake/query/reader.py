@@ -7,8 +7,9 @@ the memtable resolved exactly as compaction would (newer data sequence wins, per
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,34 @@ import pyarrow.compute as pc
 
 from tsdb_lake.catalog import DataFile, MetricSchema, Snapshot
 from tsdb_lake.format import chunk_columns_for, decode_chunks, read_chunks
-from tsdb_lake.format.raw import COUNT, T_MAX, T_MIN, TIME_BLOB, max_col, min_col, n_col
+from tsdb_lake.format.raw import (
+    COUNT,
+    T_MAX,
+    T_MIN,
+    TIME_BLOB,
+    decode_fields,
+    max_col,
+    min_col,
+    n_col,
+    read_cached_chunks,
+)
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID, SeriesIdCache, assign_series_ids, merge_duplicates
+from tsdb_lake.query.aggregate import AggSpec, reduce_segments
 from tsdb_lake.query.explain import Explain
 from tsdb_lake.query.matchers import Matcher
+from tsdb_lake.query.predicates import FieldPredicate, chunks_may_match, points_mask, predicate_expr
 from tsdb_lake.storage.base import Storage
 
-__all__ = ["SEQ", "STATS_AGGS", "plan_files", "read_points", "read_points_with_stats"]
+__all__ = [
+    "SEQ",
+    "STATS_AGGS",
+    "PointsRead",
+    "plan_files",
+    "read_for_query",
+    "read_points",
+    "read_points_with_stats",
+]
 
 SEQ = "_seq"
 FILE_IDX = "_file"
@@ -61,14 +82,79 @@ def plan_files(
     return out
 
 
-def _label_filter(chunks: pa.Table, matchers: Sequence[Matcher]) -> pa.Table:
-    if not matchers or chunks.num_rows == 0:
-        return chunks
+def _label_mask(chunks: pa.Table, matchers: Sequence[Matcher]) -> np.ndarray:
+    """Per chunk row, whether its labels satisfy every matcher."""
+    if all(m.op in ("=", "!=") and m.label in chunks.column_names for m in matchers):
+        # plain (in)equality: compare in Arrow, no conversion; a missing label compares as ""
+        mask = np.ones(chunks.num_rows, bool)
+        for m in matchers:
+            hit = pc.equal(chunks.column(m.label).fill_null(""), m.value)
+            mask &= np.asarray(hit, bool) if m.op == "=" else ~np.asarray(hit, bool)
+        return mask
     frame = pl.from_arrow(chunks.select([m.label for m in matchers if m.label in chunks.column_names]))
     assert isinstance(frame, pl.DataFrame)
     exprs = [m.expr() if m.label in frame.columns else pl.lit(m.matches(None)) for m in matchers]
-    mask = frame.select(pl.all_horizontal(exprs)).to_series().to_arrow()
-    return chunks.filter(mask)
+    if not frame.width:
+        return np.full(chunks.num_rows, bool(frame.select(pl.all_horizontal(exprs)).item()))
+    return np.asarray(frame.select(pl.all_horizontal(exprs)).to_series().to_numpy(), bool)
+
+
+def _label_filter(chunks: pa.Table, matchers: Sequence[Matcher]) -> pa.Table:
+    if not matchers or chunks.num_rows == 0:
+        return chunks
+    return chunks.filter(pa.array(_label_mask(chunks, matchers)))
+
+
+def _files_with_candidates(
+    storage: Storage,
+    files: Sequence[Any],
+    schema: MetricSchema,
+    start: int,
+    end: int,
+    matchers: Sequence[Matcher],
+    filters: Sequence[FieldPredicate],
+    extra: Sequence[pl.DataFrame],
+    explain: Explain,
+) -> list[Any]:
+    """The files with a chunk that matches the labels and may pass the value filters, from a probe read of
+    bounds, matched labels and filter statistics only; the other files' chunks count as pruned.
+
+    Label-selective queries keep few chunks per file, so value statistics often rule out whole files: those
+    are never read in full. A chunk of a series with overlapping data keeps its file (see the exemption in
+    :func:`read_for_query`).
+    """
+    scratch = Explain()
+    probe_fields = list(dict.fromkeys(p.field for p in filters))
+    chunks, seqs, _ = _read_files(
+        storage,
+        files,
+        schema,
+        [],
+        start,
+        end,
+        (),
+        scratch,
+        [m.label for m in matchers],
+        blobs=False,
+        extra_columns=chunk_columns_for(probe_fields, blobs=False, stats=True),
+    )
+    if not chunks.num_rows:
+        return list(files)
+    labelled = _label_mask(chunks, matchers)
+    may = _chunks_may_match(chunks, filters, schema)
+    if extra or not may.all():
+        _, _, overlap = _sorted_chunks(chunks, seqs)
+        if overlap or extra:
+            may |= np.isin(
+                np.asarray(chunks.column(SERIES_ID), np.uint64), _overlapping_series(chunks, extra)
+            )
+    file_idx = np.asarray(chunks.column(FILE_IDX), np.int32)
+    keep = np.unique(file_idx[labelled & may])
+    skipped = ~np.isin(file_idx, keep)
+    explain.chunks_read += int(skipped.sum())
+    explain.chunks_pruned_by_labels += int((skipped & ~labelled).sum())
+    explain.chunks_pruned_by_values += int((skipped & labelled).sum())
+    return [files[i] for i in keep.tolist()]
 
 
 def _seq_of(f: DataFile) -> int:
@@ -86,26 +172,43 @@ def _read_files(
     explain: Explain,
     labels: Sequence[str],
     stats: bool = False,
-    blobs: bool = True,
+    blobs: bool | Sequence[bool] = True,
+    extra_columns: Sequence[str] = (),
 ) -> tuple[pa.Table, np.ndarray, int]:
     """The chunk rows of ``files`` that may hold matching points, each row's data sequence number and how
     many files contributed rows. Rows carry ``_file``, the index of their file in ``files``; without
-    ``blobs`` only bounds, labels and statistics are read (the statistics path decides what to decode)."""
+    ``blobs`` (one flag, or one per file) only bounds, labels and statistics are read (the statistics path
+    decides what to decode); rows of files read without blobs have null blob columns."""
     read_labels = [lb for lb in schema.labels if lb in labels or any(m.label == lb for m in matchers)]
-    columns = [
-        SERIES_ID,
-        *read_labels,
-        T_MIN,
-        T_MAX,
-        COUNT,
-        *([TIME_BLOB] if blobs else []),
-        *chunk_columns_for(fields, blobs=blobs, stats=stats),
+    with_blobs = [blobs] * len(files) if isinstance(blobs, bool) else list(blobs)
+
+    def columns(b: bool) -> list[str]:
+        return [
+            SERIES_ID,
+            *read_labels,
+            T_MIN,
+            T_MAX,
+            COUNT,
+            *([TIME_BLOB] if b else []),
+            *chunk_columns_for(fields, blobs=b, stats=stats),
+            *extra_columns,
+        ]
+
+    by_flag = {b: columns(b) for b in set(with_blobs)}
+
+    def one(i: int) -> pa.Table:
+        return read_chunks(storage, files[i].path, by_flag[with_blobs[i]], start=start, end=end)
+
+    # small columns read before come from memory on this thread; the pool reads the rest
+    found = [
+        read_cached_chunks(storage, f.path, by_flag[b], start=start, end=end)
+        for f, b in zip(files, with_blobs, strict=True)
     ]
-
-    def one(f: Any) -> pa.Table:
-        return read_chunks(storage, f.path, columns, start=start, end=end)
-
-    tables = list(_POOL.map(one, files)) if len(files) > 1 else [one(f) for f in files]
+    misses = [i for i, t in enumerate(found) if t is None]
+    loaded = list(_POOL.map(one, misses)) if len(misses) > 1 else [one(i) for i in misses]
+    for i, t in zip(misses, loaded, strict=True):
+        found[i] = t
+    tables: list[pa.Table] = [t for t in found if t is not None]
     explain.chunks_read += sum(t.num_rows for t in tables)
     seqs = np.repeat(np.asarray([_seq_of(f) for f in files], np.int64), [t.num_rows for t in tables])
     tables = [
@@ -228,6 +331,8 @@ def _split_stats(
     every: int,
     minmax: bool,
     explain: Explain,
+    *,
+    overlap: bool = True,
 ) -> tuple[pa.Table, np.ndarray, pl.DataFrame | None]:
     """Take out the chunks whose statistics answer count / min / max exactly; return the rest and their stats.
 
@@ -255,9 +360,10 @@ def _split_stats(
                     return chunks, seqs, None
     if not ok.any():
         return chunks, seqs, None
-    bad = _overlapping_series(chunks, extra)
-    if len(bad):
-        ok &= ~np.isin(sids, bad)
+    if overlap or extra:
+        bad = _overlapping_series(chunks, extra)
+        if len(bad):
+            ok &= ~np.isin(sids, bad)
     if not ok.any():
         return chunks, seqs, None
     answered = chunks.filter(pa.array(ok))
@@ -284,7 +390,7 @@ def _split_stats(
                 v = pl.Series(col, answered.column(col)).cast(pl.Int64 if is_int else pl.Float64)
             else:
                 v = pl.Series(col, [None] * answered.num_rows, pl.Int64 if is_int else pl.Float64)
-            if not is_int:  # values present but no non-NaN minimum: every value is NaN
+            if not is_int and v.null_count():  # values present but no non-NaN minimum: all are NaN
                 v = pl.select(
                     pl.when(v.is_null() & (n > 0)).then(float("nan")).otherwise(v).alias(col)
                 ).to_series()
@@ -394,7 +500,63 @@ def read_points_with_stats(
     labels: Sequence[str] | None = None,
     stats_every: int | None = None,
     stats_minmax: bool = True,
+    filters: Sequence[FieldPredicate] = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """:func:`read_for_query` without the series frame: ``(points, stats)``."""
+    got = read_for_query(
+        storage,
+        snapshot,
+        tenant,
+        metric,
+        schema,
+        start,
+        end,
+        matchers,
+        fields,
+        buffered,
+        explain,
+        ids,
+        labels=labels,
+        stats_every=stats_every,
+        stats_minmax=stats_minmax,
+        filters=filters,
+    )
+    return got.points, got.stats
+
+
+@dataclass
+class PointsRead:
+    """What :func:`read_for_query` read: points, chunk statistics (or None) and, when asked, one row per
+    series (``_series_id`` and the asked labels) of every series that may contribute."""
+
+    points: pl.DataFrame
+    stats: pl.DataFrame | None = None
+    series: pl.DataFrame | None = None
+    partials: pl.DataFrame | None = None
+
+
+def read_for_query(
+    storage: Storage,
+    snapshot: Snapshot,
+    tenant: str,
+    metric: str,
+    schema: MetricSchema,
+    start: int,
+    end: int,
+    matchers: Sequence[Matcher],
+    fields: Sequence[str],
+    buffered: Iterable[pa.Table],
+    explain: Explain,
+    ids: SeriesIdCache | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    stats_every: int | None = None,
+    stats_minmax: bool = True,
+    filters: Sequence[FieldPredicate] = (),
+    series_labels: Sequence[str] | None = None,
+    partials_every: int | None = None,
+    partial_aggs: Sequence[AggSpec] = (),
+) -> PointsRead:
     """The points of the metric in ``[start, end)`` matching ``matchers``, for ``fields``, merged and sorted,
     and (with ``stats_every``) the statistics of chunks answered without decoding.
 
@@ -403,12 +565,22 @@ def read_points_with_stats(
     decoded: their rows come back as the second frame (see :func:`_split_stats`; ``stats_minmax`` False when
     only ``count`` is asked). Otherwise, or when no chunk qualifies, the second value is None.
 
-    Columns: ``_series_id``, ``time``, the schema's labels (only those in ``labels`` when given: a query that
-    groups by a few labels, or none, need not materialise the others per point), ``fields``. Chunks of all files decode in one
-    batched call; duplicates are merged (newer data sequence wins per field) only when some series has
-    overlapping chunks / memtable points — otherwise ordering the chunks is enough.
+    Columns: ``_series_id``, ``time``, the schema's labels (only those in ``labels`` when given: a query
+    that groups by a few labels, or none, need not materialise the others per point), ``fields``. Chunks of
+    all files decode in one batched call; duplicates are merged (newer data sequence wins per field) only
+    when some series has overlapping chunks / memtable points — otherwise ordering the chunks is enough.
+    ``filters`` keep only points passing every value predicate (chunks their statistics rule out are not
+    decoded). ``series_labels`` asks for the series frame (labels attached once per series, not per point).
+    With ``partials_every`` (decomposable ``partial_aggs``, see ``aggregate.reduce_segments``) chunks lying
+    inside the range and one bucket, of series without overlapping data, are reduced per chunk while
+    decoding (no timestamps decoded, no points built): they come back as ``partials``.
     """
     out_labels = list(schema.labels) if labels is None else [lb for lb in schema.labels if lb in set(labels)]
+    filters = list(filters)
+    if filters:
+        stats_every = None  # statistics cannot tell which points of a chunk pass a value filter
+    probe_fields = list(dict.fromkeys(p.field for p in filters))
+    decode_fields = [*fields, *(f for f in probe_fields if f not in fields)]
     files = plan_files(snapshot, tenant, metric, "raw", start, end, matchers, explain)
     explain.files_read += len(files)
     if stats_every is not None and not any(
@@ -417,22 +589,6 @@ def read_points_with_stats(
         # a file's chunks span about (time span x series / chunks); none is short enough to sit in one
         # bucket, so skip the blob-less first read of the statistics path
         stats_every = None
-    chunks, seqs, n_files_with_data = _read_files(
-        storage,
-        files,
-        schema,
-        fields,
-        start,
-        end,
-        matchers,
-        explain,
-        out_labels,
-        stats=stats_every is not None,
-        blobs=stats_every is None,
-    )
-    overlap = False
-    if chunks.num_rows:
-        chunks, seqs, overlap = _sorted_chunks(chunks, seqs)
     ids = ids or SeriesIdCache()
     extra: list[pl.DataFrame] = []
     for i, table in enumerate(buffered):
@@ -450,56 +606,236 @@ def read_points_with_stats(
                 )
             )
         extra.append(frame.with_columns(pl.lit(_MEMTABLE_SEQ + i, pl.Int64).alias(SEQ)))
+    if filters and matchers and len(files) > 1:
+        files = _files_with_candidates(storage, files, schema, start, end, matchers, filters, extra, explain)
+    chunks, seqs, n_files_with_data = _read_files(
+        storage,
+        files,
+        schema,
+        decode_fields,
+        start,
+        end,
+        matchers,
+        explain,
+        [lb for lb in schema.labels if lb in set(out_labels) | set(series_labels or ())],
+        stats=stats_every is not None,
+        # the statistics path reads blobs only of files crossing a range bound: their edge chunks must decode
+        blobs=True if stats_every is None else [f.min_time < start or f.max_time >= end for f in files],
+        extra_columns=chunk_columns_for(probe_fields, blobs=False, stats=True),
+    )
+    overlap = False
+    if chunks.num_rows:
+        chunks, seqs, overlap = _sorted_chunks(chunks, seqs)
+    series = None if series_labels is None else _series_frame(chunks, extra, schema, series_labels)
     stats: pl.DataFrame | None = None
     if stats_every is not None and chunks.num_rows:
         chunks, seqs, stats = _split_stats(
-            chunks, seqs, extra, schema, fields, out_labels, start, end, stats_every, stats_minmax, explain
+            chunks,
+            seqs,
+            extra,
+            schema,
+            fields,
+            out_labels,
+            start,
+            end,
+            stats_every,
+            stats_minmax,
+            explain,
+            overlap=overlap,
         )
-        if chunks.num_rows:  # second phase: the blobs of the chunks statistics could not answer
-            chunks, seqs = _read_blobs_of(
-                storage, files, chunks, schema, fields, start, end, matchers, out_labels, explain
+        blob_files = np.flatnonzero([f.min_time < start or f.max_time >= end for f in files])
+        lacking = ~np.isin(np.asarray(chunks.column(FILE_IDX), np.int32), blob_files)
+        if lacking.any():  # second phase: the blobs of the chunks statistics could not answer
+            missing, missing_seqs = _read_blobs_of(
+                storage,
+                files,
+                chunks.filter(pa.array(lacking)),
+                schema,
+                fields,
+                start,
+                end,
+                matchers,
+                out_labels,
+                explain,
             )
-    columns = [SERIES_ID, TIME_COLUMN, *out_labels, *fields]
+            if lacking.all():
+                chunks, seqs = missing, missing_seqs
+            else:
+                have = chunks.filter(pa.array(~lacking)).select(missing.column_names)
+                both = pa.concat_tables([have, missing.cast(have.schema)])
+                chunks, seqs, _ = _sorted_chunks(both, np.concatenate([seqs[~lacking], missing_seqs]))
+    partials: pl.DataFrame | None = None
+    if partials_every is not None and not filters and stats_every is None and chunks.num_rows:
+        chunks, seqs, partials = _chunk_partials(
+            chunks, seqs, extra, schema, fields, start, end, partials_every, partial_aggs, overlap
+        )
+    # Chunks of series with overlapping data (duplicates to merge, newer wins per field) are exempt from the
+    # value filter until after the merge: an older duplicate must not survive because its newer one was cut.
+    exempt = np.zeros(chunks.num_rows, bool)
+    if filters and chunks.num_rows:
+        if overlap or extra:
+            exempt = np.isin(
+                np.asarray(chunks.column(SERIES_ID), np.uint64), _overlapping_series(chunks, extra)
+            )
+        may = _chunks_may_match(chunks, filters, schema) | exempt
+        if not may.all():
+            pruned = chunks.filter(pa.array(~may))
+            explain.chunks_pruned_by_values += pruned.num_rows
+            explain.chunks_decoded -= pruned.num_rows
+            explain.points_decoded -= int(pc.sum(pruned.column(COUNT)).as_py() or 0)
+            chunks, seqs, exempt = chunks.filter(pa.array(may)), seqs[may], exempt[may]
+    merge = n_files_with_data + len(extra) > 1 and bool(extra or overlap)
+    columns = [SERIES_ID, TIME_COLUMN, *out_labels, *decode_fields]
     dtypes = {
         SERIES_ID: pl.UInt64,
         TIME_COLUMN: pl.Int64,
         SEQ: pl.Int64,
         **{label: pl.String for label in schema.labels},
-        **{f: pl.Int64 if schema.fields[f].dtype == "int64" else pl.Float64 for f in fields},
+        **{f: pl.Int64 if schema.fields[f].dtype == "int64" else pl.Float64 for f in decode_fields},
     }
     frames: list[pl.DataFrame] = []
     if chunks.num_rows:
-        field_types = {name: schema.fields[name].dtype for name in fields}
-        decoded = decode_chunks(
-            chunks, out_labels, field_types, key=files[0].path if len(files) == 1 else "?"
-        )
+        field_types = {name: schema.fields[name].dtype for name in decode_fields}
         t_lo = int(pc.min(chunks.column(T_MIN)).as_py())
         t_hi = int(pc.max(chunks.column(T_MAX)).as_py())
-        if t_lo < start or t_hi >= end:
-            keep = (decoded.get_column(TIME_COLUMN) >= start) & (decoded.get_column(TIME_COLUMN) < end)
-            decoded = decoded.with_columns(pl.Series(SEQ, np.repeat(seqs, np.asarray(chunks.column(COUNT)))))
-            decoded = decoded.filter(keep)
-        else:
-            decoded = decoded.with_columns(pl.Series(SEQ, np.repeat(seqs, np.asarray(chunks.column(COUNT)))))
+        select = None
+        if filters or t_lo < start or t_hi >= end:
+            select = (probe_fields, _point_selector(start, end, filters, exempt))
+        decoded = decode_chunks(
+            chunks,
+            out_labels,
+            field_types,
+            key=files[0].path if len(files) == 1 else "?",
+            select=select,
+            chunk_values={SEQ: seqs} if merge else None,
+        )
         frames.append(decoded)
     frames.extend(extra)
+    out_columns = [*columns, SEQ] if merge else columns
     aligned = [
-        fr.select(
+        fr
+        if fr.columns == out_columns and all(fr.schema[c] == dtypes[c] for c in out_columns)
+        else fr.select(
             [
                 pl.col(c).cast(dtypes[c]) if c in fr.columns else pl.lit(None, dtypes[c]).alias(c)
-                for c in [*columns, SEQ]
+                for c in out_columns
             ]
         )
         for fr in frames
     ]
     if not aligned:
-        return pl.DataFrame(schema={c: dtypes[c] for c in columns}), stats
-    sources = n_files_with_data + len(extra)
+        empty = pl.DataFrame(schema={c: dtypes[c] for c in [SERIES_ID, TIME_COLUMN, *out_labels, *fields]})
+        return PointsRead(empty, stats, series, partials)
     merged = pl.concat(aligned, rechunk=False) if len(aligned) > 1 else aligned[0]
-    if sources > 1 and (extra or overlap):
+    if merge:
+        merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
         if overlap or _ranges_overlap(chunks, extra):
-            merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
-            merged = merge_duplicates(merged, fields)
-        else:
-            merged = merged.sort([SERIES_ID, TIME_COLUMN, SEQ])
-    return merged.drop(SEQ), stats
+            merged = merge_duplicates(merged, decode_fields)
+        merged = merged.drop(SEQ)
+    if filters and (extra or exempt.any()):
+        merged = merged.filter(predicate_expr(filters, merged.schema))
+    dropped = [f for f in decode_fields if f not in fields]
+    return PointsRead(merged.drop(dropped) if dropped else merged, stats, series, partials)
+
+
+def _chunk_partials(
+    chunks: pa.Table,
+    seqs: np.ndarray,
+    extra: Sequence[pl.DataFrame],
+    schema: MetricSchema,
+    fields: Sequence[str],
+    start: int,
+    end: int,
+    every: int,
+    aggs: Sequence[AggSpec],
+    overlap: bool,
+) -> tuple[pa.Table, np.ndarray, pl.DataFrame | None]:
+    """Reduce the chunks inside ``[start, end)`` and one ``every`` bucket, of series without overlapping data,
+    to per-chunk partial aggregates (their fields decode, their timestamps need not); return the other
+    chunks, their sequence numbers and the partials (None when no chunk qualifies)."""
+    sids = np.asarray(chunks.column(SERIES_ID), np.uint64)
+    tmin = np.asarray(chunks.column(T_MIN), np.int64)
+    tmax = np.asarray(chunks.column(T_MAX), np.int64)
+    ok = (tmin >= start) & (tmax < end) & (tmin // every == tmax // every)
+    if ok.any() and (overlap or extra):
+        bad = _overlapping_series(chunks, extra)
+        if len(bad):
+            ok &= ~np.isin(sids, bad)
+    if not ok.any():
+        return chunks, seqs, None
+    whole = chunks.filter(pa.array(ok)) if not ok.all() else chunks
+    counts = np.asarray(whole.column(COUNT), np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    values = decode_fields(whole, {f: schema.fields[f].dtype for f in fields})
+    partials = reduce_segments(values, starts, sids[ok], tmin[ok] // every * every, aggs)
+    if ok.all():
+        return chunks.slice(0, 0), seqs[:0], partials
+    return chunks.filter(pa.array(~ok)), seqs[~ok], partials
+
+
+def _series_frame(
+    chunks: pa.Table, extra: Sequence[pl.DataFrame], schema: MetricSchema, labels: Sequence[str]
+) -> pl.DataFrame:
+    """One row per series id of ``chunks`` and the memtable frames: ``_series_id`` and ``labels`` (String)."""
+    wanted = [lb for lb in schema.labels if lb in set(labels)]
+    parts: list[pl.DataFrame] = []
+    if chunks.num_rows:
+        cols = [pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID), np.uint64))]
+        for lb in wanted:
+            if lb in chunks.column_names:
+                cols.append(pl.Series(lb, chunks.column(lb)).cast(pl.String))
+            else:
+                cols.append(pl.Series(lb, [None] * chunks.num_rows, pl.String))
+        parts.append(pl.DataFrame(cols))
+    for fr in extra:
+        parts.append(
+            fr.select(
+                [pl.col(SERIES_ID).cast(pl.UInt64)]
+                + [
+                    pl.col(lb).cast(pl.String) if lb in fr.columns else pl.lit(None, pl.String).alias(lb)
+                    for lb in wanted
+                ]
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema={SERIES_ID: pl.UInt64, **{lb: pl.String for lb in wanted}})
+    return pl.concat(parts).unique(SERIES_ID, keep="first")
+
+
+def _chunks_may_match(
+    chunks: pa.Table, filters: Sequence[FieldPredicate], schema: MetricSchema
+) -> np.ndarray:
+    """Per chunk row, whether its statistics allow a point satisfying every filter (missing stats: maybe)."""
+    may = np.ones(chunks.num_rows, bool)
+    for p in filters:
+        is_float = schema.fields[p.field].dtype != "int64"
+        if any(c not in chunks.column_names for c in (n_col(p.field), min_col(p.field), max_col(p.field))):
+            continue  # no statistics read: nothing to prune on
+        n = np.asarray(chunks.column(n_col(p.field)).fill_null(-1), np.int64)
+        lo_col, hi_col = chunks.column(min_col(p.field)), chunks.column(max_col(p.field))
+        has = np.asarray(lo_col.is_valid(), bool) & np.asarray(hi_col.is_valid(), bool)
+        fill = 0.0 if is_float else 0
+        lo = np.asarray(lo_col.fill_null(fill))
+        hi = np.asarray(hi_col.fill_null(fill))
+        unknown = n < 0  # no count recorded: cannot prune
+        may &= chunks_may_match(p, lo, hi, has, np.where(unknown, 1, n), is_float) | (unknown & ~has)
+    return may
+
+
+def _point_selector(
+    start: int, end: int, filters: Sequence[FieldPredicate], exempt: np.ndarray
+) -> Callable[[pl.DataFrame, np.ndarray], np.ndarray]:
+    """The points to keep while decoding: inside ``[start, end)`` and, unless their chunk is exempt, passing
+    every filter."""
+
+    def keep(probe: pl.DataFrame, chunk_index: np.ndarray) -> np.ndarray:
+        times = probe.get_column(TIME_COLUMN).to_numpy()
+        mask = (times >= start) & (times < end)
+        if filters:
+            passed = points_mask(filters, probe)
+            if exempt.any():
+                passed |= exempt[chunk_index]
+            mask &= passed
+        return mask
+
+    return keep

@@ -48,6 +48,7 @@ SUMMED_COUNTERS = (
     "files_read",
     "chunks_read",
     "chunks_pruned_by_labels",
+    "chunks_pruned_by_values",
     "chunks_answered_by_stats",
     "chunks_decoded",
     "points_decoded",

@@ -103,5 +103,7 @@ def to_ns(value: TimeLike, *, name: str = "time") -> int:
         try:
             return to_ns(np.datetime64(value.strip().rstrip("Z"), "ns"), name=name)
         except ValueError as exc:
-            raise InvalidQueryError(f"cannot parse {name} {value!r}: use ISO 8601, e.g. 2024-01-31T12:00:00Z") from exc
+            raise InvalidQueryError(
+                f"cannot parse {name} {value!r}: use ISO 8601, e.g. 2024-01-31T12:00:00Z"
+            ) from exc
     raise InvalidQueryError(f"unsupported {name} type {type(value).__name__}")
