@@ -148,7 +148,7 @@ def aggregate(
     ``per_series`` groups by series id as well (the default when the user gives no ``by``). Output columns:
     the group labels, ``time`` (bucket start, int64 ns) and ``<field>_<agg>`` per field and aggregate.
     ``stats`` (only with count / min / max aggregates) are chunk statistics answered without decoding, one row
-    per chunk (``reader.read_points_with_stats``): their partial aggregates combine with the points' exactly.
+    per chunk (``reader.read_for_query``): their partial aggregates combine with the points' exactly.
     With ``series`` (one row per series id: ``_series_id`` and ``group_labels``) and only
     :data:`DECOMPOSABLE` aggregates, the frame needs no label columns: it is reduced per (series, bucket)
     first and labels are attached per series; ``partials`` (same keys and :func:`partial_names` columns,

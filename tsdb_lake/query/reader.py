@@ -45,7 +45,6 @@ __all__ = [
     "plan_files",
     "read_for_query",
     "read_points",
-    "read_points_with_stats",
 ]
 
 SEQ = "_seq"
@@ -463,9 +462,9 @@ def read_points(
 ) -> pl.DataFrame:
     """All points of the metric in ``[start, end)`` matching ``matchers``, for ``fields``, merged and sorted.
 
-    See :func:`read_points_with_stats` for the columns; this decodes every chunk that may contribute.
+    See :func:`read_for_query` for the columns; this decodes every chunk that may contribute.
     """
-    points, _ = read_points_with_stats(
+    return read_for_query(
         storage,
         snapshot,
         tenant,
@@ -479,49 +478,7 @@ def read_points(
         explain,
         ids,
         labels=labels,
-    )
-    return points
-
-
-def read_points_with_stats(
-    storage: Storage,
-    snapshot: Snapshot,
-    tenant: str,
-    metric: str,
-    schema: MetricSchema,
-    start: int,
-    end: int,
-    matchers: Sequence[Matcher],
-    fields: Sequence[str],
-    buffered: Iterable[pa.Table],
-    explain: Explain,
-    ids: SeriesIdCache | None = None,
-    *,
-    labels: Sequence[str] | None = None,
-    stats_every: int | None = None,
-    stats_minmax: bool = True,
-    filters: Sequence[FieldPredicate] = (),
-) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """:func:`read_for_query` without the series frame: ``(points, stats)``."""
-    got = read_for_query(
-        storage,
-        snapshot,
-        tenant,
-        metric,
-        schema,
-        start,
-        end,
-        matchers,
-        fields,
-        buffered,
-        explain,
-        ids,
-        labels=labels,
-        stats_every=stats_every,
-        stats_minmax=stats_minmax,
-        filters=filters,
-    )
-    return got.points, got.stats
+    ).points
 
 
 @dataclass
