@@ -66,7 +66,7 @@ _LABEL_VALUES_LIMIT = 256
 #: Batches with fewer points decode on one thread. Serial decoding runs at ~200 M values/s; a parallel
 #: region (numba's OpenMP layer) cost >= 25 ms when other processes held the 2 cores, so it only pays for
 #: batches that take tens of milliseconds serially.
-PARALLEL_DECODE_MIN_POINTS = 4_000_000
+PARALLEL_DECODE_MIN_POINTS = 200_000
 
 
 def valid_col(f: str) -> str:
