@@ -223,6 +223,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
         explain=args.explain,
     )
     frame, explain = result if args.explain else (result, None)
+    return _emit_result(frame, explain, args)
+
+
+def _emit_result(frame: Any, explain: Any, args: argparse.Namespace) -> int:
+    """Print a query result (cut to ``--limit``) in the asked format, and the explain report on stderr."""
     if args.limit is not None:
         frame = frame.head(args.limit)
     _emit(frame, args.format, args.output)
@@ -239,12 +244,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     result = lake.sql(query, tenant=args.tenant, explain=args.explain)
     relation, explain = result if args.explain else (result, None)
     frame = relation.pl()
-    if args.limit is not None:
-        frame = frame.head(args.limit)
-    _emit(frame, args.format, args.output)
-    if explain is not None:
-        print(json.dumps(explain, default=str), file=sys.stderr)
-    return 0
+    return _emit_result(frame, explain, args)
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
