@@ -289,6 +289,9 @@ def write_raw_file(
         **(metadata or {}),
     }
     compression = {c: ("NONE" if c in blob_cols else "ZSTD") for c in chunks.column_names}
+    # Value and timestamp blobs: DELTA_LENGTH_BYTE_ARRAY stores their lengths bit-packed (about 1 byte a blob
+    # instead of PLAIN's 4-byte prefix; 0.010 B/value on TSBS). Validity bitmaps are mostly null: PLAIN.
+    length_coded = {c: "DELTA_LENGTH_BYTE_ARRAY" for c in (TIME_BLOB, *fields)}
     with storage.open_output(key) as sink:
         # The footer holds the tsdb_lake.* key/values but no base64 Arrow schema (``store_schema=False``):
         # the Parquet types map back exactly (UINT64, UTF8, BYTE_ARRAY, INT32 / INT64, DOUBLE) and the
@@ -298,6 +301,7 @@ def write_raw_file(
             chunks.schema.remove_metadata(),
             compression=compression,
             use_dictionary=list(labels),
+            column_encoding=length_coded,
             write_statistics=[SERIES_ID, T_MIN, T_MAX, *labels],
             store_schema=False,
         ) as writer:
