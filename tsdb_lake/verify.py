@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tsdb_lake.catalog import AddFile, DataFile, MetricSchema, decode_checkpoint, decode_entry
+from tsdb_lake.catalog import (
+    AddFile,
+    DataFile,
+    MetricSchema,
+    decode_checkpoint,
+    decode_entry,
+    load_document,
+)
 from tsdb_lake.errors import TsdbLakeError
 from tsdb_lake.storage.layout import (
     CATALOG_CHECKPOINT_PREFIX,
@@ -196,8 +203,8 @@ def _check_catalog(storage: Storage, report: VerifyReport, head_version: int) ->
             continue
         try:
             data = storage.read_bytes(key)
-            doc = json.loads(data)
-        except (TsdbLakeError, ValueError) as exc:
+            doc = load_document(data, key, kind)
+        except TsdbLakeError as exc:
             report.add(ERROR, "catalog", key, f"unreadable JSON: {exc}")
             continue
         if validators is not None:

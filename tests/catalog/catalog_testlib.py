@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pyarrow.fs as pafs
 
-from tsdb_lake.catalog import DataFile, FieldStats
+from tsdb_lake.catalog import DataFile, FieldStats, load_document
 from tsdb_lake.storage.base import ObjectInfo, Storage
 from tsdb_lake.storage.layout import data_file_key, partition_of
 
@@ -38,7 +38,7 @@ def assert_catalog_valid(storage: Storage) -> int:
     """Validate every object under ``_catalog/`` against the manifest JSON Schema; returns how many."""
     n = 0
     for info in storage.list("_catalog/"):
-        doc = json.loads(storage.read_bytes(info.key))
+        doc = load_document(storage.read_bytes(info.key), info.key, "object")
         if info.key.startswith("_catalog/log/"):
             ENTRY.validate(doc)
         elif info.key.startswith("_catalog/checkpoints/"):

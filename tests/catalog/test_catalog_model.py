@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 
@@ -32,9 +33,12 @@ from tsdb_lake.catalog import (
     TierSpec,
     WriterProgress,
     decode_entry,
+    dump_document,
     encode_entry,
     evolve,
+    load_document,
 )
+from tsdb_lake.catalog.document import GZIP_MIN_BYTES
 from tsdb_lake.catalog.snapshot import StateBuilder
 from tsdb_lake.errors import CommitConflictError, CorruptBlockError, InvalidNameError, SchemaConflictError
 from tsdb_lake.model import FieldKind
@@ -156,7 +160,7 @@ def _same_stat(a: float | int | None, b: float | int | None) -> bool:
 def test_data_file_json_round_trips_exactly(f: DataFile) -> None:
     entry = Entry(7, 1, "write", (AddFile(f),), base_version=6, writer="w1")
     raw = encode_entry(entry)
-    doc = json.loads(raw)
+    doc = load_document(raw, "k", "entry")
     ENTRY.validate(doc)
     back = decode_entry(raw, "k")
     g = back.actions[0]
@@ -202,7 +206,7 @@ def test_every_action_type_round_trips_and_validates() -> None:
     )
     entry = Entry(3, 99, "config", actions, base_version=1, reads=(actions[1].path,), commit_id="c")
     raw = encode_entry(entry)
-    ENTRY.validate(json.loads(raw))
+    ENTRY.validate(load_document(raw, "k", "entry"))
     assert decode_entry(raw, "k") == entry
 
 
@@ -215,6 +219,9 @@ def test_every_action_type_round_trips_and_validates() -> None:
         b'{"format_version": 1, "version": 0, "timestamp_ms": 0, '
         b'"operation": "x", "writer": null, "base_version": null, "actions": [{"type": "teleport"}]}',
         b"\xff\xfe",
+        b"\x1f\x8b\x08 not a gzip member",
+        gzip.compress(b'{"format_version": 1, "version": 0, "actions": [')[:-9],  # truncated member
+        gzip.compress(b"{not json"),
     ],
 )
 def test_malformed_entries_are_corrupt_block_errors_naming_the_key(data: bytes) -> None:
@@ -222,6 +229,20 @@ def test_malformed_entries_are_corrupt_block_errors_naming_the_key(data: bytes) 
         decode_entry(data, "_catalog/log/00000000000000000003.json")
     assert info.value.path == "_catalog/log/00000000000000000003.json"
     assert "00000000000000000003.json" in str(info.value)
+
+
+def test_large_documents_are_gzip_framed_and_small_ones_stay_plain_json() -> None:
+    small = {"format_version": 1, "version": 0, "note": "x"}
+    large = {"format_version": 1, "values": [f"host_{i}" for i in range(GZIP_MIN_BYTES)]}
+    assert dump_document(small).startswith(b"{")
+    packed = dump_document(large)
+    assert packed[:2] == b"\x1f\x8b" and len(packed) < len(json.dumps(large)) // 4
+    assert dump_document(large) == packed  # deterministic bytes (gzip mtime 0)
+    assert load_document(packed, "k", "entry") == large
+    assert load_document(dump_document(small), "k", "entry") == small
+    # readers accept both forms whatever the size: plain JSON written by other engines stays valid
+    assert load_document(json.dumps(large).encode(), "k", "entry") == large
+    assert load_document(gzip.compress(json.dumps(small).encode()), "k", "entry") == small
 
 
 def test_newer_format_version_is_refused_clearly() -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tsdb_lake.catalog import dump_document, load_document
 
 
 def _one_line_error(code: int, out: str, err: str, *, expect_code: int = 2) -> str:
@@ -99,9 +100,9 @@ def test_verify_orphans_are_warnings_unless_strict(run_cli, lake_copy: Path) -> 
 
 def test_verify_catalog_entry_against_schema(run_cli, lake_copy: Path) -> None:
     entry = sorted((lake_copy / "_catalog" / "log").glob("*.json"))[-1]
-    doc = json.loads(entry.read_text())
+    doc = load_document(entry.read_bytes(), entry.name, "entry")
     doc["operation"] = "write\u0001"  # the schema's operation pattern rejects control characters
-    entry.write_text(json.dumps(doc))
+    entry.write_bytes(dump_document(doc))
     code, out, err = run_cli("verify", "--lake", lake_copy, "--json")
     assert code == 1, out + err
     assert "Traceback" not in out + err

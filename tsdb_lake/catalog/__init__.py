@@ -32,6 +32,7 @@ from tsdb_lake.catalog.actions import (
     encode_entry,
 )
 from tsdb_lake.catalog.checkpoint import decode_checkpoint, encode_checkpoint
+from tsdb_lake.catalog.document import dump_document, load_document
 from tsdb_lake.catalog.log import (
     DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_LOG_RETENTION_MS,
@@ -79,7 +80,9 @@ __all__ = [
     "WriterProgress",
     "decode_checkpoint",
     "decode_entry",
+    "dump_document",
     "encode_checkpoint",
     "encode_entry",
     "evolve",
+    "load_document",
 ]

@@ -11,13 +11,13 @@ statistics that are not finite are written as the strings ``"NaN"``, ``"Infinity
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeAlias
 
+from tsdb_lake.catalog.document import dump_document, load_document
 from tsdb_lake.catalog.schema import MetricSchema
 from tsdb_lake.errors import CorruptBlockError, InvalidNameError, InvalidTimestampError
 from tsdb_lake.model import validate_name
@@ -691,8 +691,8 @@ def validate_operation(operation: object) -> str:
 
 
 def encode_entry(entry: Entry) -> bytes:
-    """Compact UTF-8 JSON of an entry (no NaN literals: non-finite floats are strings)."""
-    return json.dumps(entry.to_json(), separators=(",", ":"), allow_nan=False).encode()
+    """Stored bytes of an entry: compact JSON, gzip-framed when large (see ``catalog.document``)."""
+    return dump_document(entry.to_json())
 
 
 def check_format_version(obj: Mapping[str, Any], key: str) -> None:
@@ -710,10 +710,7 @@ def check_format_version(obj: Mapping[str, Any], key: str) -> None:
 
 def decode_entry(data: bytes, key: str) -> Entry:
     """Parse an entry; any malformed content raises :class:`CorruptBlockError` naming ``key``."""
-    try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptBlockError(f"catalog entry is not valid JSON: {exc}", path=key) from None
+    obj = load_document(data, key, "entry")
     if not isinstance(obj, dict):
         raise CorruptBlockError("catalog entry is not a JSON object", path=key)
     check_format_version(obj, key)

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from tsdb_lake.catalog.actions import FORMAT_VERSION, DataFile, TierSpec, check_format_version
+from tsdb_lake.catalog.document import dump_document, load_document
 from tsdb_lake.catalog.schema import MetricSchema
 from tsdb_lake.catalog.snapshot import DirtyRange, Snapshot
 from tsdb_lake.errors import CorruptBlockError, InvalidNameError, NotFoundError
@@ -80,7 +81,7 @@ def encode_checkpoint(snap: Snapshot) -> bytes:
         ],
         "properties": dict(sorted(snap.properties.items())),
     }
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    return dump_document(doc)
 
 
 def decode_checkpoint(data: bytes, key: str) -> Snapshot:
@@ -99,10 +100,7 @@ def decode_checkpoint(data: bytes, key: str) -> Snapshot:
 
 
 def _decode_checkpoint(data: bytes, key: str) -> Snapshot:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptBlockError(f"catalog checkpoint is not valid JSON: {exc}", path=key) from None
+    doc = load_document(data, key, "checkpoint")
     if not isinstance(doc, dict):
         raise CorruptBlockError("catalog checkpoint is not a JSON object", path=key)
     check_format_version(doc, key)
