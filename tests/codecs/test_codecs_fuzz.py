@@ -21,6 +21,7 @@ DECODERS: list[Callable[[bytes], object]] = [
     codecs.decode_values,
     lambda b: codecs.decode_floats_many([b, b], parallel=False),
     lambda b: codecs.decode_timestamps_many([b], parallel=True),
+    lambda b: codecs.reduce_floats_many([b, b, b], parallel=True),
     codecs.codec_id,
     codecs.blob_count,
 ]

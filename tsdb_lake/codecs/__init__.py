@@ -18,6 +18,7 @@ from tsdb_lake.codecs.api import (
     encode_gorilla,
     encode_ints,
     encode_timestamps,
+    reduce_floats_many,
 )
 from tsdb_lake.codecs.batch import (
     decode_ints_many,
@@ -50,4 +51,5 @@ __all__ = [
     "encode_ints_many",
     "encode_timestamps",
     "encode_timestamps_many",
+    "reduce_floats_many",
 ]

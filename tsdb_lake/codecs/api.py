@@ -5,7 +5,11 @@ Every decoder raises :class:`~tsdb_lake.errors.CorruptBlockError` for truncated,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +34,7 @@ __all__ = [
     "encode_gorilla",
     "encode_ints",
     "encode_timestamps",
+    "reduce_floats_many",
 ]
 
 #: A batch of blobs: a sequence of bytes, an Arrow-like ``(data uint8 buffer, offsets)`` pair, or an object
@@ -176,6 +181,52 @@ def _arrow_layout(blobs: BlobsLike) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(items), dtype=np.uint8), offsets
 
 
+#: Threads that decode one batch (the calling thread plus helpers) and pieces per thread: small pieces let a
+#: thread that runs sooner take over the work of one that waits for a core (the machine may be busy).
+_DECODE_THREADS = max(1, min(os.cpu_count() or 1, 8))
+_PIECES_PER_THREAD = 4
+_DECODE_POOL: ThreadPoolExecutor | None = None
+_DECODE_POOL_LOCK = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    global _DECODE_POOL
+    with _DECODE_POOL_LOCK:
+        if _DECODE_POOL is None:
+            _DECODE_POOL = ThreadPoolExecutor(
+                max_workers=max(1, _DECODE_THREADS - 1), thread_name_prefix="tsdb-lake-decode"
+            )
+        return _DECODE_POOL
+
+
+def _in_pieces(starts: np.ndarray, run: Callable[[int, int], None]) -> None:
+    """Call ``run(lo, hi)`` over chunk ranges of about equal value counts (``starts``: ``m + 1`` cumulative
+    counts), claimed one by one by the calling thread and pool helpers (``run`` must release the GIL). The
+    caller never waits for a helper that has not started: only for the ranges a helper has claimed."""
+    m = starts.shape[0] - 1
+    total = int(starts[m])
+    parts = max(1, min(m, _DECODE_THREADS * _PIECES_PER_THREAD))
+    cuts = np.searchsorted(starts, total * np.arange(1, parts, dtype=np.int64) // parts)
+    bounds = sorted({0, m, *(min(max(int(c), 0), m) for c in cuts.tolist())})
+    n = len(bounds) - 1
+    claim = itertools.count()
+    finished = threading.Semaphore(0)
+
+    def work() -> None:
+        while (i := next(claim)) < n:
+            try:
+                run(bounds[i], bounds[i + 1])
+            finally:
+                finished.release()
+
+    pool = _decode_pool()
+    for _ in range(min(_DECODE_THREADS - 1, n - 1)):
+        pool.submit(work)
+    work()
+    for _ in range(n):
+        finished.acquire()
+
+
 def _decode_many(blobs: BlobsLike, mask: int, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
     data, offsets = _arrow_layout(blobs)
     counts, st, bad = K.scan_counts(data, offsets, mask)
@@ -184,8 +235,15 @@ def _decode_many(blobs: BlobsLike, mask: int, parallel: bool) -> tuple[np.ndarra
     starts = np.zeros(counts.shape[0] + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     out = np.empty(int(starts[-1]), np.uint64)
-    kernel = K.decode_many_parallel if parallel and counts.shape[0] > 1 else K.decode_many_serial
-    status = kernel(data, offsets, starts, mask, out, out.view(np.float64))
+    if parallel and counts.shape[0] > 1:
+        status = np.zeros(counts.shape[0], np.int64)
+        outf = out.view(np.float64)
+        _in_pieces(
+            starts,
+            lambda lo, hi: K.decode_many_range(data, offsets, starts, mask, out, outf, status, lo, hi),
+        )
+    else:
+        status = K.decode_many_serial(data, offsets, starts, mask, out, out.view(np.float64))
     bad_idx = np.flatnonzero(status)
     if bad_idx.size:
         i = int(bad_idx[0])
@@ -203,3 +261,37 @@ def decode_floats_many(blobs: BlobsLike, *, parallel: bool = True) -> tuple[np.n
     """Decode many float blobs (any float codec per chunk) in one call: ``(float64 values, counts)``."""
     out, counts = _decode_many(blobs, K.MASK_FLOAT, parallel)
     return out.view(np.float64), counts
+
+
+def reduce_floats_many(
+    blobs: BlobsLike, *, parallel: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per float blob, without keeping the values: ``(counts, sums, minimums, maximums)``.
+
+    Sums follow IEEE arithmetic (a NaN makes them NaN; summation order is unspecified); minimum / maximum
+    skip NaN unless every value is NaN, and are NaN for an empty blob.
+    """
+    data, offsets = _arrow_layout(blobs)
+    counts, st, bad = K.scan_counts(data, offsets, K.MASK_FLOAT)
+    if st != OK:
+        raise CorruptBlockError(f"chunk {bad}: {status_message(st)}")
+    m = counts.shape[0]
+    sums = np.empty(m, np.float64)
+    mins = np.empty(m, np.float64)
+    maxs = np.empty(m, np.float64)
+    status = np.zeros(m, np.int64)
+
+    def run(lo: int, hi: int) -> None:
+        K.reduce_many_range(data, offsets, counts, K.MASK_FLOAT, sums, mins, maxs, status, lo, hi)
+
+    if parallel and m > 1:
+        starts = np.zeros(m + 1, np.int64)
+        np.cumsum(counts, out=starts[1:])
+        _in_pieces(starts, run)
+    else:
+        run(0, m)
+    bad_idx = np.flatnonzero(status)
+    if bad_idx.size:
+        i = int(bad_idx[0])
+        raise CorruptBlockError(f"chunk {i}: {status_message(int(status[i]))}")
+    return counts, sums, mins, maxs

@@ -2,13 +2,14 @@
 
 A blob is ``codec id (8 bits)``, ``count (LEB128 varint)``, then the codec body, zero-padded to a whole byte.
 Batch decoders take the Arrow binary layout (one ``uint8`` buffer plus ``offsets``) and decode every chunk in
-one call, in parallel over chunks with ``prange`` or serially, into one preallocated output.
+one call into one preallocated output: serially, or over a chunk range so that threads (``codecs.api``)
+can split a batch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from tsdb_lake.codecs.alpans import alp_ans_decode, alp_ans_encode_ints, alp_ans_max_bits
 from tsdb_lake.codecs.bits import (
@@ -57,13 +58,14 @@ __all__ = [
     "adaptive_words",
     "blob_max_bits",
     "decode_blob",
-    "decode_many_parallel",
+    "decode_many_range",
     "decode_many_serial",
     "encode_adaptive",
     "encode_float_blob",
     "encode_int_blob",
     "float_words",
     "int_words",
+    "reduce_many_range",
     "scan_counts",
 ]
 
@@ -372,13 +374,83 @@ def decode_many_serial(
     return status
 
 
-@njit(cache=True, parallel=True)
-def decode_many_parallel(
-    data: np.ndarray, offsets: np.ndarray, starts: np.ndarray, mask: int, out: np.ndarray, outf: np.ndarray
-) -> np.ndarray:
-    """As :func:`decode_many_serial`, chunks spread over threads with ``prange``."""
-    m = offsets.shape[0] - 1
-    status = np.zeros(m, np.int64)
-    for i in prange(m):
-        status[i] = decode_blob(data, int(offsets[i]), int(offsets[i + 1]), mask, out, outf, int(starts[i]))
-    return status
+@njit(cache=True, nogil=True)
+def decode_many_range(
+    data: np.ndarray,
+    offsets: np.ndarray,
+    starts: np.ndarray,
+    mask: int,
+    out: np.ndarray,
+    outf: np.ndarray,
+    status: np.ndarray,
+    lo: int,
+    hi: int,
+) -> None:
+    """As :func:`decode_many_serial` for chunks ``lo..hi-1`` into ``status``; releases the GIL, so disjoint
+    ranges can decode on several threads at once."""
+    for i in range(lo, hi):
+        st = decode_blob(data, int(offsets[i]), int(offsets[i + 1]), mask, out, outf, int(starts[i]))
+        status[i] = st
+        if st != OK:
+            break
+
+
+@njit(cache=True, nogil=True)
+def reduce_many_range(
+    data: np.ndarray,
+    offsets: np.ndarray,
+    counts: np.ndarray,
+    mask: int,
+    sums: np.ndarray,
+    mins: np.ndarray,
+    maxs: np.ndarray,
+    status: np.ndarray,
+    lo: int,
+    hi: int,
+) -> None:
+    """Decode float chunks ``lo..hi-1`` one at a time into a scratch buffer and keep only each chunk's sum
+    (IEEE: NaN propagates), minimum and maximum (NaN skipped unless every value is NaN; NaN for an empty
+    chunk); per-chunk status. Releases the GIL."""
+    cap = 0
+    for i in range(lo, hi):
+        cap = max(cap, int(counts[i]))
+    scratch = np.empty(cap, np.uint64)
+    v = scratch.view(np.float64)
+    acc = np.zeros(8, np.float64)
+    for i in range(lo, hi):
+        st = decode_blob(data, int(offsets[i]), int(offsets[i + 1]), mask, scratch, v, 0)
+        status[i] = st
+        if st != OK:
+            break
+        n = int(counts[i])
+        acc[:] = 0.0
+        mn = np.inf
+        mx = -np.inf
+        nans = 0
+        n8 = n - n % 8
+        for j in range(0, n8, 8):
+            for k in range(8):
+                x = v[j + k]
+                acc[k] += x
+                if x < mn:
+                    mn = x
+                if x > mx:
+                    mx = x
+                if x != x:
+                    nans += 1
+        s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        for j in range(n8, n):
+            x = v[j]
+            s += x
+            if x < mn:
+                mn = x
+            if x > mx:
+                mx = x
+            if x != x:
+                nans += 1
+        if nans == n:
+            mn = np.nan
+            mx = np.nan
+        sums[i] = s
+        mins[i] = mn
+        maxs[i] = mx

@@ -55,6 +55,7 @@ __all__ = [
     "encode_chunks",
     "read_cached_chunks",
     "read_chunks",
+    "reduce_float_fields",
     "write_raw_file",
 ]
 
@@ -63,10 +64,10 @@ T_MIN, T_MAX, COUNT, TIME_BLOB = "_t_min", "_t_max", "_count", "_time"
 CHUNK_COLUMNS = (SERIES_ID, T_MIN, T_MAX, COUNT)
 DEFAULT_CHUNK_POINTS = 4096
 _LABEL_VALUES_LIMIT = 256
-#: Batches with fewer points decode on one thread. Serial decoding runs at ~200 M values/s; a parallel
-#: region (numba's OpenMP layer) cost >= 25 ms when other processes held the 2 cores, so it only pays for
-#: batches that take tens of milliseconds serially.
-PARALLEL_DECODE_MIN_POINTS = 200_000
+#: Batches with fewer points decode on the calling thread alone. Serial decoding runs at ~150-200 M values/s;
+#: a parallel batch splits into pieces that pool threads and the caller claim one by one (the caller never
+#: waits for a thread that has no core), which costs tens of microseconds.
+PARALLEL_DECODE_MIN_POINTS = 50_000
 
 
 def valid_col(f: str) -> str:
@@ -600,10 +601,11 @@ def decode_chunks(
             TIME_COLUMN: times if rows is None else times[rows],
         }
         if labels:
+            names = set(chunks.column_names)
             per_chunk = pl.DataFrame(
                 [
                     pl.Series(label, chunks.column(label)).cast(pl.String)
-                    if label in chunks.column_names
+                    if label in names
                     else pl.Series(label, [None] * chunks.num_rows, pl.String)
                     for label in labels
                 ]
@@ -632,6 +634,40 @@ def decode_fields(chunks: pa.Table, fields: Mapping[str, str], *, key: str = "?"
         return {f: _decode_field(chunks, f, dtype, counts, chunk_index) for f, dtype in fields.items()}
     except CorruptBlockError as exc:
         raise exc.with_path(key) from exc
+
+
+def reduce_float_fields(
+    chunks: pa.Table, fields: Sequence[str], *, key: str = "?"
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per chunk of each float field, without materialising points: ``(non-null count, sum, min, max)``
+    (see :func:`~tsdb_lake.codecs.reduce_floats_many`); a chunk without values has count 0, sum 0.0 and NaN
+    minimum / maximum."""
+    m = chunks.num_rows
+    total = int(np.asarray(chunks.column(COUNT), np.int64).sum()) if m else 0
+    counts_col = np.asarray(chunks.column(COUNT), np.int64)
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    names = set(chunks.column_names)
+    try:
+        for f in fields:
+            n = np.zeros(m, np.int64)
+            sums = np.zeros(m, np.float64)
+            lo = np.full(m, np.nan)
+            hi = np.full(m, np.nan)
+            if f in names and m:
+                blobs = chunks.column(f).combine_chunks()
+                has = np.asarray(blobs.is_valid())
+                present = blobs.filter(pa.array(has)) if not has.all() else blobs
+                if len(present):
+                    c, s, a, b = codecs.reduce_floats_many(present, parallel=_parallel(total))
+                    n[has], sums[has], lo[has], hi[has] = c, s, a, b
+                bitmaps = chunks.column(valid_col(f)) if valid_col(f) in names else None
+                full = has if bitmaps is None else has & ~np.asarray(bitmaps.is_valid())
+                if bool(np.any(n > counts_col)) or bool(np.any(n[full] != counts_col[full])):
+                    raise CorruptBlockError(f"field {f!r} chunks decode to more or fewer values than points")
+            out[f] = (n, sums, lo, hi)
+    except CorruptBlockError as exc:
+        raise exc.with_path(key) from exc
+    return out
 
 
 def _parallel(points: int) -> bool:
@@ -667,14 +703,15 @@ def _decode_field(
     pl_type = pl.Int64 if dtype == "int64" else pl.Float64
     np_type = np.int64 if dtype == "int64" else np.float64
     total = int(counts.sum())
-    if f not in chunks.column_names:
+    names = set(chunks.column_names)
+    if f not in names:
         n_out = total if rows is None else int(np.count_nonzero(rows))
         return pl.Series(f, [None] * n_out, pl_type)
     blobs = chunks.column(f).combine_chunks()
     has_blob = np.asarray(blobs.is_valid())
     present = blobs.filter(pa.array(has_blob)) if not has_blob.all() else blobs
     decoded = _decode_blobs(present, dtype, total) if len(present) else np.zeros(0, np_type)
-    bitmaps = chunks.column(valid_col(f)) if valid_col(f) in chunks.column_names else None
+    bitmaps = chunks.column(valid_col(f)) if valid_col(f) in names else None
     if bitmaps is not None and bitmaps.null_count < len(bitmaps):
         valid = has_blob[chunk_index]
         starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(counts) else counts

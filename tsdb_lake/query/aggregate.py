@@ -34,6 +34,7 @@ __all__ = [
     "parse_aggs",
     "partial_names",
     "reduce_segments",
+    "reduced_partials",
 ]
 
 AGGREGATES = ("avg", "mean", "min", "max", "sum", "count", "first", "last", "stddev", "increase", "rate")
@@ -304,6 +305,27 @@ def reduce_segments(
                 red = (np.fmin if kind == "min" else np.fmax).reduceat(v, starts)
             cols[name] = pl.Series(name, pa.array(red, mask=none)) if none.any() else pl.Series(name, red)
     return pl.DataFrame(cols)
+
+
+def reduced_partials(
+    reduced: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], aggs: Sequence[AggSpec]
+) -> dict[str, pl.Series]:
+    """Partial columns (see :func:`partial_names`) of float fields from per-segment ``(count, sum, min, max)``
+    (e.g. ``format.raw.reduce_float_fields``); min / max are null where the count is 0."""
+    kinds = {s.kind for s in aggs}
+    cols: dict[str, pl.Series] = {}
+    for f, (count, total, lo, hi) in reduced.items():
+        c_name, s_name, sf_name, lo_name, hi_name = partial_names(f)
+        cols[c_name] = pl.Series(c_name, count, pl.Int64)
+        if "sum" in kinds:
+            cols[s_name] = pl.Series(s_name, total, pl.Float64)
+        if "avg" in kinds:
+            cols[sf_name] = pl.Series(sf_name, total, pl.Float64)
+        none = count == 0
+        for kind, name, red in (("min", lo_name, lo), ("max", hi_name, hi)):
+            if kind in kinds:
+                cols[name] = pl.Series(name, pa.array(red, mask=none)) if none.any() else pl.Series(name, red)
+    return cols
 
 
 def _combine_partials(

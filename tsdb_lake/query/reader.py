@@ -29,10 +29,11 @@ from tsdb_lake.format.raw import (
     min_col,
     n_col,
     read_cached_chunks,
+    reduce_float_fields,
 )
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID, SeriesIdCache, assign_series_ids, merge_duplicates
-from tsdb_lake.query.aggregate import AggSpec, reduce_segments
+from tsdb_lake.query.aggregate import AggSpec, reduce_segments, reduced_partials
 from tsdb_lake.query.explain import Explain
 from tsdb_lake.query.matchers import Matcher
 from tsdb_lake.query.predicates import FieldPredicate, chunks_may_match, points_mask, predicate_expr
@@ -83,14 +84,15 @@ def plan_files(
 
 def _label_mask(chunks: pa.Table, matchers: Sequence[Matcher]) -> np.ndarray:
     """Per chunk row, whether its labels satisfy every matcher."""
-    if all(m.op in ("=", "!=") and m.label in chunks.column_names for m in matchers):
+    names = set(chunks.column_names)
+    if all(m.op in ("=", "!=") and m.label in names for m in matchers):
         # plain (in)equality: compare in Arrow, no conversion; a missing label compares as ""
         mask = np.ones(chunks.num_rows, bool)
         for m in matchers:
             hit = pc.equal(chunks.column(m.label).fill_null(""), m.value)
             mask &= np.asarray(hit, bool) if m.op == "=" else ~np.asarray(hit, bool)
         return mask
-    frame = pl.from_arrow(chunks.select([m.label for m in matchers if m.label in chunks.column_names]))
+    frame = pl.from_arrow(chunks.select([m.label for m in matchers if m.label in names]))
     assert isinstance(frame, pl.DataFrame)
     exprs = [m.expr() if m.label in frame.columns else pl.lit(m.matches(None)) for m in matchers]
     if not frame.width:
@@ -217,7 +219,7 @@ def _read_files(
     if len(keep) == 1:
         chunks = tables[keep[0]]
     elif keep:
-        chunks = pa.concat_tables([tables[i] for i in keep], promote_options="permissive")
+        chunks = pa.concat_tables([tables[i] for i in keep], promote_options="permissive").combine_chunks()
     else:
         return tables[0] if tables else pa.table({}), np.zeros(0, np.int64), 0
     read = chunks.num_rows
@@ -348,14 +350,15 @@ def _split_stats(
     ok = (tmin >= start) & (tmax < end) & (tmin // every == tmax // every)
     if not ok.any():
         return chunks, seqs, None
+    names = set(chunks.column_names)
     for f in fields:
-        if n_col(f) not in chunks.column_names:
+        if n_col(f) not in names:
             return chunks, seqs, None
         n = chunks.column(n_col(f))
         ok &= np.asarray(n.is_valid())
         if minmax:
             for col in (min_col(f), max_col(f)):
-                if col not in chunks.column_names:
+                if col not in names:
                     return chunks, seqs, None
     if not ok.any():
         return chunks, seqs, None
@@ -365,19 +368,23 @@ def _split_stats(
             ok &= ~np.isin(sids, bad)
     if not ok.any():
         return chunks, seqs, None
-    answered = chunks.filter(pa.array(ok))
+    keep = pa.array(ok)
     rest = chunks.filter(pa.array(~ok))
+    stat_cols = [n_col(f) for f in fields]
+    if minmax:
+        stat_cols += [c for f in fields for c in (min_col(f), max_col(f)) if c in names]
+    present = [lb for lb in labels if lb in names]
+    answered = chunks.select([SERIES_ID, *present, *stat_cols]).filter(keep)
     columns: dict[str, Any] = {
         SERIES_ID: pl.Series(SERIES_ID, sids[ok], pl.UInt64),
         BUCKET_COL: pl.Series(BUCKET_COL, tmin[ok] // every * every, pl.Int64),
     }
     for label in labels:
-        values = (
+        columns[label] = (
             pl.Series(label, answered.column(label)).cast(pl.String)
-            if label in answered.column_names
+            if label in present
             else pl.Series(label, [None] * answered.num_rows, pl.String)
         )
-        columns[label] = values
     for f in fields:
         n = pl.Series(n_col(f), answered.column(n_col(f))).cast(pl.Int64)
         columns[n_col(f)] = n
@@ -385,18 +392,15 @@ def _split_stats(
             continue
         is_int = schema.fields[f].dtype == "int64"
         for col in (min_col(f), max_col(f)):
-            if col in answered.column_names:
-                v = pl.Series(col, answered.column(col)).cast(pl.Int64 if is_int else pl.Float64)
-            else:
-                v = pl.Series(col, [None] * answered.num_rows, pl.Int64 if is_int else pl.Float64)
+            v = pl.Series(col, answered.column(col)).cast(pl.Int64 if is_int else pl.Float64)
             if not is_int and v.null_count():  # values present but no non-NaN minimum: all are NaN
                 v = pl.select(
                     pl.when(v.is_null() & (n > 0)).then(float("nan")).otherwise(v).alias(col)
                 ).to_series()
             columns[col] = v
-    explain.chunks_answered_by_stats += answered.num_rows
-    explain.chunks_decoded -= answered.num_rows
-    explain.points_decoded -= int(pc.sum(answered.column(COUNT)).as_py() or 0)
+    explain.chunks_answered_by_stats += int(ok.sum())
+    explain.chunks_decoded -= int(ok.sum())
+    explain.points_decoded -= int(np.asarray(chunks.column(COUNT), np.int64)[ok].sum())
     return rest, seqs[~ok], pl.DataFrame(columns)
 
 
@@ -723,8 +727,12 @@ def _chunk_partials(
     whole = chunks.filter(pa.array(ok)) if not ok.all() else chunks
     counts = np.asarray(whole.column(COUNT), np.int64)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    values = decode_fields(whole, {f: schema.fields[f].dtype for f in fields})
-    partials = reduce_segments(values, starts, sids[ok], tmin[ok] // every * every, aggs)
+    # float fields reduce while decoding (no points kept); int64 fields decode, then reduce
+    floats = [f for f in fields if schema.fields[f].dtype != "int64"]
+    ints = {f: "int64" for f in fields if schema.fields[f].dtype == "int64"}
+    partials = reduce_segments(decode_fields(whole, ints), starts, sids[ok], tmin[ok] // every * every, aggs)
+    if floats:
+        partials = partials.with_columns(**reduced_partials(reduce_float_fields(whole, floats), aggs))
     if ok.all():
         return chunks.slice(0, 0), seqs[:0], partials
     return chunks.filter(pa.array(~ok)), seqs[~ok], partials
@@ -738,8 +746,9 @@ def _series_frame(
     parts: list[pl.DataFrame] = []
     if chunks.num_rows:
         cols = [pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID), np.uint64))]
+        names = set(chunks.column_names)
         for lb in wanted:
-            if lb in chunks.column_names:
+            if lb in names:
                 cols.append(pl.Series(lb, chunks.column(lb)).cast(pl.String))
             else:
                 cols.append(pl.Series(lb, [None] * chunks.num_rows, pl.String))
@@ -764,9 +773,10 @@ def _chunks_may_match(
 ) -> np.ndarray:
     """Per chunk row, whether its statistics allow a point satisfying every filter (missing stats: maybe)."""
     may = np.ones(chunks.num_rows, bool)
+    names = set(chunks.column_names)
     for p in filters:
         is_float = schema.fields[p.field].dtype != "int64"
-        if any(c not in chunks.column_names for c in (n_col(p.field), min_col(p.field), max_col(p.field))):
+        if any(c not in names for c in (n_col(p.field), min_col(p.field), max_col(p.field))):
             continue  # no statistics read: nothing to prune on
         n = np.asarray(chunks.column(n_col(p.field)).fill_null(-1), np.int64)
         lo_col, hi_col = chunks.column(min_col(p.field)), chunks.column(max_col(p.field))
