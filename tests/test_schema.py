@@ -340,3 +340,23 @@ def test_large_frame_is_fast_enough() -> None:
     )
     nf = normalize_frame(frame, metric="m")
     assert nf.num_rows == n and nf.fields == {"n": "int64", "v": "float64"}
+
+
+def test_bad_label_values_are_reported_on_every_row_holding_them() -> None:
+    """Label values are checked once per distinct label row; every row holding a bad value is reported."""
+    frame = {
+        "time": [1, 2, 3, 4, 5],
+        "v": [1.0] * 5,
+        "h": ["ok", "nul\x00", "ok", "nul\x00", None],
+        "d": ["x"] * 5,
+    }
+    with pytest.raises(WriteError) as info:
+        normalize_frame(frame, metric="m")
+    assert _rows(info) == [(1, "h"), (3, "h")]
+
+
+def test_normalized_batch_is_grouped_by_series() -> None:
+    nf = normalize_frame({"time": [1, 2, 3], "h": ["a", "b", "a"], "v": [1.0, 2.0, 3.0]}, metric="m")
+    assert nf.batch.series.to_pydict() == {"h": ["a", "b"]}
+    assert nf.batch.points.column("_group").to_pylist() == [0, 1, 0]
+    assert nf.batch.expand().equals(nf.table)

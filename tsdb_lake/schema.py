@@ -29,6 +29,7 @@ from tsdb_lake.errors import (
     RowError,
     WriteError,
 )
+from tsdb_lake.memtable.grouping import GroupedBatch, group_rows
 from tsdb_lake.model import MAX_LABEL_VALUE_BYTES, TIME_COLUMN, validate_label_value, validate_name
 
 __all__ = [
@@ -55,11 +56,14 @@ Column = Any
 
 @dataclass(frozen=True)
 class NormalizedFrame:
-    """A frame in normal form: ``table`` (time, sorted labels, sorted fields) plus its label and field names."""
+    """A frame in normal form: ``table`` (time, sorted labels, sorted fields), its label and field names, and
+    ``batch``, the same rows grouped by label values."""
 
     table: pa.Table
     labels: tuple[str, ...]
     fields: dict[str, FieldType]
+    #: The same rows grouped by series (what the writer logs and buffers).
+    batch: GroupedBatch
 
     @property
     def num_rows(self) -> int:
@@ -133,18 +137,29 @@ def normalize_columns(columns: Sequence[tuple[object, Column]], *, metric: str) 
             f"frame for metric {metric!r} has no field columns with values (numeric columns are fields, "
             "string columns are labels)"
         )
-    for name, col in labels.items():
-        _check_label_values(name, col, errors)
+    label_names = tuple(sorted(labels))
+    field_names = sorted(fields)
+    # Rows are grouped by their label values once; label values are then checked per distinct value row.
+    groups, firsts = group_rows([labels[n] for n in label_names], num_rows)
+    index = pa.array(firsts)
+    distinct = [(name, labels[name].take(index)) for name in label_names]
+    for name, values in distinct:
+        _check_label_values(name, values, groups, errors)
     _check_rows_have_fields(fields, errors)
     errors.raise_if_any(metric)
 
-    label_names = tuple(sorted(labels))
-    field_names = sorted(fields)
     schema = normalized_schema(label_names, field_types)
     arrays = [time_col, *(labels[n] for n in label_names), *(fields[n] for n in field_names)]
     chunked = [a if isinstance(a, pa.ChunkedArray) else pa.chunked_array([a]) for a in arrays]
     table = pa.Table.from_arrays(chunked, schema=schema)
-    return NormalizedFrame(table, label_names, {n: field_types[n] for n in field_names})
+    batch = GroupedBatch.from_groups(
+        chunked[0],
+        distinct,
+        [(n, chunked[1 + len(label_names) + i]) for i, n in enumerate(field_names)],
+        groups,
+        len(firsts),
+    )
+    return NormalizedFrame(table, label_names, {n: field_types[n] for n in field_names}, batch)
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -410,23 +425,25 @@ def _may_be_too_long(col: Column) -> bool:
     return False
 
 
-def _check_label_values(name: str, col: Column, errors: _RowErrors) -> None:
+def _check_label_values(name: str, distinct: Column, groups: np.ndarray, errors: _RowErrors) -> None:
+    """Check the distinct values ``distinct`` of label ``name``; row ``i`` of the frame holds ``distinct[groups[i]]``."""
     checks = []
-    if _may_hold_nul(col):
-        checks.append(pc.match_substring(col, "\x00"))
-    if _may_be_too_long(col):
-        checks.append(pc.greater(pc.binary_length(col), pa.scalar(MAX_LABEL_VALUE_BYTES)))
+    if _may_hold_nul(distinct):
+        checks.append(pc.match_substring(distinct, "\x00"))
+    if _may_be_too_long(distinct):
+        checks.append(pc.greater(pc.binary_length(distinct), pa.scalar(MAX_LABEL_VALUE_BYTES)))
     if not checks:
         return
     bad = checks[0] if len(checks) == 1 else pc.or_(checks[0], checks[1])
-    rows = _nonzero(bad)
-    if not len(rows):
+    bad_groups = _nonzero(bad)
+    if not len(bad_groups):
         return
-    flat = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    rows = np.flatnonzero(np.isin(groups, bad_groups))
+    flat = distinct.combine_chunks() if isinstance(distinct, pa.ChunkedArray) else distinct
 
     def reason(row: int) -> str:
         try:
-            validate_label_value(name, flat[row].as_py())
+            validate_label_value(name, flat[int(groups[row])].as_py())
         except InvalidNameError as exc:
             return exc.message
         return "invalid label value"  # pragma: no cover - the vectorised check and the rule agree

@@ -8,10 +8,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 
 import tsdb_lake
 from tsdb_lake.catalog import WriterProgress
-from tsdb_lake.ingest.records import decode_carry, encode_carry, encode_record, is_carry
+from tsdb_lake.ingest.records import (
+    decode_carry,
+    encode_carry,
+    encode_carry_v1,
+    encode_record,
+    encode_record_v1,
+    is_carry,
+)
+from tsdb_lake.memtable.grouping import GroupedBatch
 from tsdb_lake.schema import normalize_frame
 from tsdb_lake.wal import WAL, wal_writer_id
 
@@ -82,26 +91,35 @@ def test_partial_flush_writes_a_carry_for_the_straddling_batch(tmp_path: Path) -
     assert len(carries) == 1  # ... and re-logged the hour-1 rows of record 2
     covers, tables = decode_carry(carries[0].payload)
     assert covers == 2 and [m for m, _ in tables] == ["m"]
-    carried = pl.from_arrow(tables[0][1])
+    assert tables[0][1].series.num_rows == 3  # labels re-logged once per series, not per point
+    carried = pl.from_arrow(tables[0][1].expand())
     assert isinstance(carried, pl.DataFrame)
     assert (carried["time"] >= T0 + H).all() and carried.height == 30 * 3
+    assert carried.columns == ["time", "host", "v"]
     assert _stored(lake).equals(pl.concat([_batch(0), _batch(1)]).sort("time", "host"))
 
 
-def _crafted_wal(directory: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A WAL as a partial flush leaves it: write records 1-2, then carry 3 covering 2 (hour-1 rows)."""
+def _crafted_wal(directory: Path, version: int = 2) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A WAL as a partial flush leaves it: write records 1-2, then carry 3 covering 2 (hour-1 rows); records
+    in format ``version`` (1: full tables, as older writers logged them; 2: series-grouped batches)."""
     first, second = _batch(0), _batch(1)
-    t1 = normalize_frame(first, metric="m").table
-    t2 = normalize_frame(second, metric="m").table
+    n1 = normalize_frame(first, metric="m")
+    n2 = normalize_frame(second, metric="m")
+    t2 = n2.table
     hour1 = t2.filter(pa.compute.greater_equal(t2.column("time"), T0 + H))
     with WAL(directory) as wal:
-        wal.append_many([encode_record("m", t1), encode_record("m", t2)])
-        wal.append(encode_carry(2, [("m", hour1)]))
+        if version == 1:
+            wal.append_many([encode_record_v1("m", n1.table), encode_record_v1("m", t2)])
+            wal.append(encode_carry_v1(2, [("m", hour1)]))
+        else:
+            wal.append_many([encode_record("m", n1.batch), encode_record("m", n2.batch)])
+            wal.append(encode_carry(2, [("m", GroupedBatch.from_table(hour1))]))
     return pl.concat([first, second]).sort("time", "host"), second.filter(pl.col("time") >= T0 + H)
 
 
-def test_replay_ignores_a_carry_whose_commit_never_happened(tmp_path: Path) -> None:
-    everything, _ = _crafted_wal(tmp_path / "w")
+@pytest.mark.parametrize("version", [1, 2])
+def test_replay_ignores_a_carry_whose_commit_never_happened(tmp_path: Path, version: int) -> None:
+    everything, _ = _crafted_wal(tmp_path / "w", version)
     lake = tsdb_lake.connect(tmp_path / "lake", wal_root=tmp_path / "wal")
     with lake.writer(tenant="t", wal_dir=tmp_path / "w") as w:  # nothing committed: records 1-2 replay
         assert w.stats["replayed"] == 2
@@ -109,8 +127,9 @@ def test_replay_ignores_a_carry_whose_commit_never_happened(tmp_path: Path) -> N
     assert lake.snapshot().progress(wal_writer_id(tmp_path / "w")) == 3  # the carry is covered too
 
 
-def test_replay_uses_the_carry_once_its_commit_happened(tmp_path: Path) -> None:
-    _, hour1 = _crafted_wal(tmp_path / "w")
+@pytest.mark.parametrize("version", [1, 2])
+def test_replay_uses_the_carry_once_its_commit_happened(tmp_path: Path, version: int) -> None:
+    _, hour1 = _crafted_wal(tmp_path / "w", version)
     lake = tsdb_lake.connect(tmp_path / "lake", wal_root=tmp_path / "wal")
     wid = wal_writer_id(tmp_path / "w")
     # The partial flush committed progress 2 (its hour-0 file is not needed to show what replay adds).

@@ -43,6 +43,7 @@ from tsdb_lake.ingest.lineprotocol import parse_lines
 from tsdb_lake.ingest.options import WriterOptions
 from tsdb_lake.ingest.records import decode_carry, decode_record, encode_carry, encode_record, is_carry
 from tsdb_lake.memtable import Memtable, PartitionKey
+from tsdb_lake.memtable.grouping import GroupedBatch
 from tsdb_lake.model import FieldKind, validate_name
 from tsdb_lake.points import SeriesIdCache, assign_series_ids
 from tsdb_lake.schema import NormalizedFrame, normalize_frame
@@ -219,7 +220,9 @@ class Writer:
                 self._schemas[metric] = existing
         return self._schemas.get(metric)
 
-    def _evolved(self, metric: str, frame: NormalizedFrame, counters: tuple[str, ...]) -> MetricSchema | None:
+    def _evolved(
+        self, metric: str, frame: NormalizedFrame | GroupedBatch, counters: tuple[str, ...]
+    ) -> MetricSchema | None:
         current = self._schema_of(metric)
         fields = {
             name: FieldSpec(dtype=dtype, kind=FieldKind.COUNTER if name in counters else FieldKind.GAUGE)
@@ -233,11 +236,11 @@ class Writer:
         with self._lock:
             evolved = {metric: self._evolved(metric, nf, counters) for metric, nf in frames.items()}
             self._check_cardinality(frames)
-            payloads = [encode_record(metric, nf.table) for metric, nf in frames.items()]
+            payloads = [encode_record(metric, nf.batch) for metric, nf in frames.items()]
             lsns = self._wal.append_many(payloads)
             points = 0
             for (metric, nf), lsn in zip(frames.items(), lsns, strict=True):
-                self._active.add(metric, nf.table, lsn)
+                self._active.add(metric, nf.batch, lsn)
                 if evolved[metric] is not None:
                     self._schemas[metric] = evolved[metric]  # type: ignore[assignment]
                 points += nf.table.num_rows
@@ -252,7 +255,7 @@ class Writer:
         if limit is None:
             return
         for metric, nf in frames.items():
-            frame = pl.from_arrow(nf.table.select(list(nf.labels)))
+            frame = pl.from_arrow(nf.batch.series)  # one row per distinct label combination
             assert isinstance(frame, pl.DataFrame)
             ids = set(
                 assign_series_ids(frame, metric, nf.labels, self._ids).get_column("_series_id").to_list()
@@ -423,28 +426,27 @@ class Writer:
         """Rebuild the memtable from WAL records not yet in the lake, then flush them."""
         progress = self._catalog.refresh().progress(self.writer_id)
         committed = -1 if progress is None else progress
-        carried: list[tuple[str, pa.Table, int]] = []
-        writes: list[tuple[str, pa.Table, int]] = []
+        carried: list[tuple[str, GroupedBatch, int]] = []
+        writes: list[tuple[str, GroupedBatch, int]] = []
         for record in self._wal.replay():
             if is_carry(record.payload):
                 # At most one carry is in effect: the one whose covering commit happened; its rows came
                 # from records <= committed, so they go before every replayed write.
                 self._carry_lsn = max(self._carry_lsn, record.lsn)
                 if record.lsn > committed:
-                    covers, tables = decode_carry(record.payload)
+                    covers, batches = decode_carry(record.payload)
                     if covers <= committed:
-                        carried = [(metric, table, record.lsn) for metric, table in tables]
+                        carried = [(metric, batch, record.lsn) for metric, batch in batches]
                 continue
             if record.lsn <= committed:
                 continue
-            metric, table = decode_record(record.payload)
-            writes.append((metric, table, record.lsn))
-        for metric, table, lsn in carried + writes:
-            frame = normalize_frame(table, metric=metric)
-            evolved = self._evolved(metric, frame, ())
+            metric, batch = decode_record(record.payload)
+            writes.append((metric, batch, record.lsn))
+        for metric, batch, lsn in carried + writes:
+            evolved = self._evolved(validate_name("metric", metric), batch, ())
             if evolved is not None:
                 self._schemas[metric] = evolved
-            self._active.add(metric, table, lsn)
+            self._active.add(metric, batch, lsn)
             self.stats["replayed"] += 1
         if not self._active.is_empty:
             with self._flush_lock, self._lock:

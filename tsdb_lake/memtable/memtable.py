@@ -1,7 +1,8 @@
-"""The memtable: Arrow batches grouped per (metric, hour) until a flush seals them.
+"""The memtable: series-grouped Arrow batches per (metric, hour) until a flush seals them.
 
-It never touches the WAL, the catalog or object storage: the writer feeds it accepted batches and asks it
-for sealed, sorted, duplicate-free point frames. Not thread-safe; the writer serialises access.
+It never touches the WAL, the catalog or object storage: the writer feeds it accepted batches
+(:class:`~tsdb_lake.memtable.grouping.GroupedBatch`, labels stored once per series) and asks it for sealed,
+sorted, duplicate-free point frames. Not thread-safe; the writer serialises access.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tsdb_lake.memtable.grouping import group_rows
+from tsdb_lake.memtable.grouping import GROUP_COLUMN, GroupedBatch, group_rows, rows_table
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import (
     SERIES_ID,
@@ -41,8 +42,8 @@ class PartitionKey:
 
 @dataclass
 class _Partition:
-    tables: list[pa.Table] = field(default_factory=list)
-    #: The WAL LSN holding each table (parallel to ``tables``): its write record, or the carry record that
+    tables: list[GroupedBatch] = field(default_factory=list)
+    #: The WAL LSN holding each batch (parallel to ``tables``): its write record, or the carry record that
     #: re-logged it (see :meth:`Memtable.carry`).
     lsns: list[int] = field(default_factory=list)
     rows: int = 0
@@ -74,41 +75,51 @@ class Memtable:
         """Seconds since the oldest write still buffered (0 when empty)."""
         return 0.0 if self.first_write is None else time.monotonic() - self.first_write
 
-    def add(self, metric: str, table: pa.Table, lsn: int) -> None:
-        """Buffer a normalised batch (``time`` int64 ns first) that the WAL logged as record ``lsn``."""
-        if table.num_rows == 0:
+    def add(self, metric: str, batch: GroupedBatch | pa.Table, lsn: int) -> None:
+        """Buffer an accepted batch that the WAL logged as record ``lsn`` (a normal-form table is grouped)."""
+        if isinstance(batch, pa.Table):
+            batch = GroupedBatch.from_table(batch)
+        if batch.num_rows == 0:
             return
-        times = table.column(TIME_COLUMN).to_numpy()
+        times = batch.points.column(TIME_COLUMN).to_numpy()
         hours = np.floor_divide(times, HOUR_NS)
+        # Bytes per point (slices would recompute their buffer ranges); each slice also counts the shared
+        # series table once (it is small next to the points).
+        per_row = batch.points.nbytes / batch.num_rows
+        series_bytes = batch.series.nbytes
         lo, hi = int(hours.min()), int(hours.max())
         if lo == hi:
-            self._add_part(PartitionKey(metric, lo * HOUR_NS), table, times, lsn)
+            self._add_part(PartitionKey(metric, lo * HOUR_NS), batch, times, lsn, batch.nbytes)
         elif bool((hours[1:] >= hours[:-1]).all()):  # time-ordered batch: zero-copy slices per hour
             edges = [0, *(np.flatnonzero(np.diff(hours)) + 1).tolist(), len(hours)]
             for s, e in itertools.pairwise(edges):
                 key = PartitionKey(metric, int(hours[s]) * HOUR_NS)
-                self._add_part(key, table.slice(s, e - s), times[s:e], lsn)
+                nbytes = int(per_row * (e - s)) + series_bytes
+                self._add_part(key, batch.slice(s, e - s), times[s:e], lsn, nbytes)
         else:
             order = np.argsort(hours, kind="stable")
             sorted_hours = hours[order]
             bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
             for idx in np.split(order, bounds):
-                part = table.take(pa.array(idx))
-                self._add_part(PartitionKey(metric, int(hours[idx[0]]) * HOUR_NS), part, times[idx], lsn)
+                part = batch.take(idx)
+                key = PartitionKey(metric, int(hours[idx[0]]) * HOUR_NS)
+                self._add_part(key, part, times[idx], lsn, int(per_row * len(idx)) + series_bytes)
         self.max_lsn = max(self.max_lsn, lsn)
         if self.first_write is None:
             self.first_write = time.monotonic()
 
-    def _add_part(self, key: PartitionKey, table: pa.Table, times: np.ndarray, lsn: int) -> None:
+    def _add_part(
+        self, key: PartitionKey, batch: GroupedBatch, times: np.ndarray, lsn: int, nbytes: int
+    ) -> None:
         part = self._parts.setdefault(key, _Partition())
-        part.tables.append(table)
+        part.tables.append(batch)
         part.lsns.append(lsn)
-        part.rows += table.num_rows
-        part.nbytes += table.nbytes
+        part.rows += batch.num_rows
+        part.nbytes += nbytes
         part.min_time = min(part.min_time, int(times.min()))
         part.max_time = max(part.max_time, int(times.max()))
-        self.rows += table.num_rows
-        self.nbytes += table.nbytes
+        self.rows += batch.num_rows
+        self.nbytes += nbytes
 
     def completed(self) -> tuple[list[PartitionKey], int]:
         """Partitions older than their metric's newest hour here (in time order, writing has moved past
@@ -140,9 +151,9 @@ class Memtable:
             self.first_write = None
         return out
 
-    def carry(self, upto: int, skip: Sequence[PartitionKey] = ()) -> list[tuple[str, pa.Table]]:
-        """The tables held by WAL records with LSN <= ``upto`` outside the partitions ``skip``, as
-        ``(metric, table)`` in arrival order per partition (partitions in key order)."""
+    def carry(self, upto: int, skip: Sequence[PartitionKey] = ()) -> list[tuple[str, GroupedBatch]]:
+        """The batches held by WAL records with LSN <= ``upto`` outside the partitions ``skip``, as
+        ``(metric, batch)`` in arrival order per partition (partitions in key order)."""
         out = []
         skipped = set(skip)
         for key in sorted(self._parts):
@@ -170,7 +181,7 @@ class Memtable:
         self, key: PartitionKey, labels: Sequence[str], fields: Sequence[str], cache: SeriesIdCache
     ) -> pl.DataFrame:
         """The partition as one point frame with ``_series_id``, sorted by (series, time), duplicates merged."""
-        tables = self._parts[key].tables
+        tables = [batch.expand() for batch in self._parts[key].tables]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
@@ -183,13 +194,31 @@ class Memtable:
         """The partition as ``(points, series)`` without gathering labels per point.
 
         ``points`` holds ``_series_id``, ``time`` and the fields, sorted by (series, time) with duplicates
-        merged as :meth:`seal` does; ``series`` holds one row per series: ``_series_id`` and its labels.
+        merged as :meth:`seal` does; ``series`` holds one row per series that has points here: ``_series_id``
+        and its labels. Only the batches' (small) series tables are grouped, not the points.
         """
-        tables = self._parts[key].tables
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
-        present = [label for label in labels if label in table.column_names]
-        columns = [table.column(label) for label in present]
-        groups, firsts = group_rows(columns, table.num_rows)
+        batches = self._parts[key].tables
+        series_tables = [b.series for b in batches]
+        bases = np.cumsum([0, *(t.num_rows for t in series_tables)])
+        all_series = _concat(series_tables)
+        present = [label for label in labels if label in all_series.column_names]
+        columns = [all_series.column(label) for label in present]
+        groups, firsts = group_rows(columns, all_series.num_rows)
+        # Each point's group: its batch's series row, shifted into the concatenated series table.
+        point_groups = np.concatenate(
+            [
+                groups[b.points.column(GROUP_COLUMN).to_numpy() + base]
+                for b, base in zip(batches, bases, strict=False)
+            ]
+        )
+        # Series of a batch may have no point in this hour (the batch was split): keep only those used.
+        used = np.zeros(len(firsts), np.bool_)
+        used[point_groups] = True
+        if not used.all():
+            kept = np.flatnonzero(used)
+            renumber = np.cumsum(used) - 1
+            point_groups = renumber[point_groups]
+            firsts = firsts[kept]
         index = pa.array(firsts)
         values = [col.take(index) for col in columns]
         rows: list[tuple[str | None, ...]] = (
@@ -202,7 +231,9 @@ class Memtable:
                 *(pl.Series(label, v) for label, v in zip(present, values, strict=True)),
             ]
         )
-        sids = ids[groups]
+        sids = ids[point_groups]
+        points_tables = [b.points for b in batches]
+        table = _concat(points_tables)
         numeric = pl.from_arrow(table.select([TIME_COLUMN, *(f for f in fields if f in table.column_names)]))
         assert isinstance(numeric, pl.DataFrame)
         points = numeric.select(pl.Series(SERIES_ID, sids, pl.UInt64), pl.all())
@@ -212,7 +243,8 @@ class Memtable:
         return merge_duplicates(points, fields), series
 
     def scan(self, metric: str, start: int | None = None, end: int | None = None) -> Iterator[pa.Table]:
-        """Buffered batches of ``metric`` whose partitions overlap ``[start, end)`` (unsorted, unmerged)."""
+        """Buffered batches of ``metric`` in full normal form whose partitions overlap ``[start, end)``
+        (unsorted, unmerged)."""
         for key, part in self._parts.items():
             if key.metric != metric:
                 continue
@@ -220,4 +252,14 @@ class Memtable:
                 continue
             if end is not None and part.min_time >= end:
                 continue
-            yield from part.tables
+            for batch in part.tables:
+                yield batch.expand()
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate tables whose column sets may differ (missing columns become null)."""
+    if len(tables) == 1:
+        return tables[0]
+    if all(t.num_columns == 0 for t in tables):
+        return rows_table(sum(t.num_rows for t in tables))
+    return pa.concat_tables(tables, promote_options="default")
