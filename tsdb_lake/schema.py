@@ -29,7 +29,7 @@ from tsdb_lake.errors import (
     RowError,
     WriteError,
 )
-from tsdb_lake.memtable.grouping import GroupedBatch, group_rows
+from tsdb_lake.grouping import GroupedBatch, group_rows
 from tsdb_lake.model import MAX_LABEL_VALUE_BYTES, TIME_COLUMN, validate_label_value, validate_name
 
 __all__ = [

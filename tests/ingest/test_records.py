@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tsdb_lake.errors import CorruptBlockError
+from tsdb_lake.grouping import GROUP_COLUMN, GroupedBatch
 from tsdb_lake.ingest.records import (
     decode_carry,
     decode_record,
@@ -19,7 +20,6 @@ from tsdb_lake.ingest.records import (
     encode_record_v1,
     is_carry,
 )
-from tsdb_lake.memtable.grouping import GROUP_COLUMN, GroupedBatch
 from tsdb_lake.schema import normalize_frame
 
 LABEL_VALUES = st.sampled_from([None, "", "a", "host-000000000001", "ü" * 9, "x" * 17])

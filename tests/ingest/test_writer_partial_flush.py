@@ -12,6 +12,7 @@ import pytest
 
 import tsdb_lake
 from tsdb_lake.catalog import WriterProgress
+from tsdb_lake.grouping import GroupedBatch
 from tsdb_lake.ingest.records import (
     decode_carry,
     encode_carry,
@@ -20,7 +21,6 @@ from tsdb_lake.ingest.records import (
     encode_record_v1,
     is_carry,
 )
-from tsdb_lake.memtable.grouping import GroupedBatch
 from tsdb_lake.schema import normalize_frame
 from tsdb_lake.wal import WAL, wal_writer_id
 

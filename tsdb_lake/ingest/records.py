@@ -1,6 +1,6 @@
 """WAL record payloads: accepted writes, and carry records of a partial flush. The WAL treats both as opaque.
 
-All integers are little-endian. A *grouped batch* (``B``, see :class:`~tsdb_lake.memtable.grouping.GroupedBatch`)
+All integers are little-endian. A *grouped batch* (``B``, see :class:`~tsdb_lake.grouping.GroupedBatch`)
 is encoded as: u32 series count ``S``, u64 length of the series stream, the series stream (one Arrow IPC stream:
 the label columns, ``S`` rows), then u64 length of the points stream and the points stream (one Arrow IPC
 stream: ``time`` int64, ``_group`` int32 in ``[0, S)``, the field columns).
@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from tsdb_lake.errors import CorruptBlockError
-from tsdb_lake.memtable.grouping import GROUP_COLUMN, GroupedBatch
+from tsdb_lake.grouping import GROUP_COLUMN, GroupedBatch
 
 __all__ = [
     "decode_carry",

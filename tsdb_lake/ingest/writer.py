@@ -39,11 +39,11 @@ from tsdb_lake.catalog import (
 from tsdb_lake.compaction.rollup import late_data_actions
 from tsdb_lake.errors import BackendWriteError, CardinalityLimitedError, RateLimitedError, TsdbLakeError
 from tsdb_lake.format import FORMAT_VERSION, RawFileInfo, encode_chunks, write_raw_file
+from tsdb_lake.grouping import GroupedBatch
 from tsdb_lake.ingest.lineprotocol import parse_lines
 from tsdb_lake.ingest.options import WriterOptions
 from tsdb_lake.ingest.records import decode_carry, decode_record, encode_carry, encode_record, is_carry
 from tsdb_lake.memtable import Memtable, PartitionKey
-from tsdb_lake.memtable.grouping import GroupedBatch
 from tsdb_lake.model import FieldKind, validate_name
 from tsdb_lake.points import SeriesIdCache, assign_series_ids
 from tsdb_lake.schema import NormalizedFrame, normalize_frame

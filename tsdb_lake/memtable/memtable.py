@@ -1,7 +1,7 @@
 """The memtable: series-grouped Arrow batches per (metric, hour) until a flush seals them.
 
 It never touches the WAL, the catalog or object storage: the writer feeds it accepted batches
-(:class:`~tsdb_lake.memtable.grouping.GroupedBatch`, labels stored once per series) and asks it for sealed,
+(:class:`~tsdb_lake.grouping.GroupedBatch`, labels stored once per series) and asks it for sealed,
 sorted, duplicate-free point frames. Not thread-safe; the writer serialises access.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tsdb_lake.memtable.grouping import GROUP_COLUMN, GroupedBatch, group_rows, rows_table
+from tsdb_lake.grouping import GROUP_COLUMN, GroupedBatch, group_rows, rows_table
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import (
     SERIES_ID,

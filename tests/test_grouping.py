@@ -8,8 +8,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tsdb_lake.grouping import group_rows
 from tsdb_lake.memtable import HOUR_NS, Memtable, PartitionKey
-from tsdb_lake.memtable.grouping import group_rows
 from tsdb_lake.points import SeriesIdCache
 
 # Values that stress the hash and the byte comparison: empty vs null, shared prefixes, > 8 bytes, non-ASCII.
