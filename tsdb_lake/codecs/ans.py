@@ -209,6 +209,30 @@ def ans_max_bits(m: int) -> int:
     return 11 + 1 + 4 * MAX_TOKENS + 2 + 2 * ANS_STATE_BITS + ANS_PREC * m
 
 
+@njit(cache=True, inline="always")
+def _enc_step(
+    x: int,
+    t: int,
+    i: int,
+    nb0: np.ndarray,
+    bound: np.ndarray,
+    rcp: np.ndarray,
+    cum: np.ndarray,
+    freq: np.ndarray,
+    ev: np.ndarray,
+    ek: np.ndarray,
+) -> int:
+    """Code token ``t`` (position ``i``) into state ``x``: its renormalisation bits go to ``ev[i]`` / ``ek[i]``."""
+    nb = nb0[t]
+    if (x >> nb) >= bound[t]:
+        nb += 1
+    ev[i] = x & ((1 << nb) - 1)
+    ek[i] = nb
+    x >>= nb
+    q = (x * rcp[t]) >> 32
+    return (q << ANS_PREC) + cum[t] + x - q * freq[t]
+
+
 @njit(cache=True)
 def ans_write(
     words: np.ndarray, pos: int, toks: np.ndarray, k: int, g: np.ndarray, sym: bool, carry0: int, carry1: int
@@ -246,24 +270,18 @@ def ans_write(
         bound[t] = _RATIO * f
         nb0[t] = ANS_STATE_BITS + 1 - bitlen(U64(bound[t] - 1))
         rcp[t] = ((1 << 32) + f - 1) // f
-    # the fields are collected backwards in a word buffer, then appended in token order
+    # the fields are collected backwards in a word buffer, then appended in token order; tokens go in
+    # pairs (odd index: state 1, even: state 0) so that the two independent state chains overlap
     ev = np.empty(m, np.int64)
     ek = np.empty(m, np.int64)
-    for i in range(m - 1, -1, -1):
-        t = toks[i]
-        x = x0 if (i & 1) == 0 else x1
-        nb = nb0[t]
-        if (x >> nb) >= bound[t]:
-            nb += 1
-        ev[i] = x & ((1 << nb) - 1)
-        ek[i] = nb
-        x >>= nb
-        q = (x * rcp[t]) >> 32
-        x = (q << ANS_PREC) + cum[t] + x - q * freq[t]
-        if (i & 1) == 0:
-            x0 = x
-        else:
-            x1 = x
+    i = m - 1
+    if (m & 1) == 1:
+        x0 = _enc_step(x0, toks[i], i, nb0, bound, rcp, cum, freq, ev, ek)
+        i -= 1
+    while i >= 1:
+        x1 = _enc_step(x1, toks[i], i, nb0, bound, rcp, cum, freq, ev, ek)
+        x0 = _enc_step(x0, toks[i - 1], i - 1, nb0, bound, rcp, cum, freq, ev, ek)
+        i -= 2
     pos = put(words, pos, U64(x0 - ANS_L), ANS_STATE_BITS)
     pos = put(words, pos, U64(x1 - ANS_L), ANS_STATE_BITS)
     # the fields (at most 10 bits each), keeping the current word in a register

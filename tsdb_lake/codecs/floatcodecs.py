@@ -89,6 +89,11 @@ def raw_decode(words: np.ndarray, pos: int, total: int, n: int, out: np.ndarray,
 def rle_runs(bits: np.ndarray) -> int:
     """Number of runs :func:`rle_encode` would write (runs of equal bit patterns, split at ``MAX_RUN``)."""
     n = bits.shape[0]
+    if n <= MAX_RUN:  # no run can be split: one run plus one per change (a branch-free, vectorised count)
+        changes = 0
+        for i in range(1, n):
+            changes += 1 if bits[i] != bits[i - 1] else 0
+        return changes + 1 if n > 0 else 0
     runs = 0
     i = 0
     while i < n:

@@ -34,6 +34,8 @@ __all__ = [
     "ints_decode",
     "ints_encode",
     "ints_max_bits",
+    "ints_plan",
+    "ints_write",
     "kth_smallest",
     "pfor_add_zigzag",
     "pfor_read",
@@ -297,15 +299,13 @@ def _zero_blocks(m: int) -> int:
 
 
 @njit(cache=True)
-def ints_encode(words: np.ndarray, pos: int, x: np.ndarray, allow_for: bool) -> int:
-    """Append int64 values ``x`` (as uint64) as an int stream, choosing the smallest mode; return new pos.
+def ints_plan(x: np.ndarray, allow_for: bool) -> tuple[int, int, np.ndarray, np.uint64]:
+    """The mode :func:`ints_encode` picks for ``x`` (``n >= 1``): ``(mode, exact bits, PFOR values, parameter)``.
 
     Exact sizes decide (ties: DOD, DELTA, FOR); a mode is skipped only when a lower bound of its size
     (header plus all-zero blocks) already cannot beat the best so far, so the choice is that of a full search.
     """
     n = x.shape[0]
-    if n == 0:
-        return pos
     best_mode = -1
     best_cost = 1 << 62
     u_best = np.empty(0, np.uint64)
@@ -349,6 +349,23 @@ def ints_encode(words: np.ndarray, pos: int, x: np.ndarray, allow_for: bool) -> 
         cost = 8 + 64 + pfor_stream_cost(u)
         if cost < best_cost:
             best_cost, best_mode, u_best, param = cost, MODE_FOR, u, umn
+    return best_mode, best_cost, u_best, param
+
+
+@njit(cache=True)
+def ints_encode(words: np.ndarray, pos: int, x: np.ndarray, allow_for: bool) -> int:
+    """Append int64 values ``x`` (as uint64) as an int stream, choosing the smallest mode (:func:`ints_plan`)."""
+    if x.shape[0] == 0:
+        return pos
+    best_mode, _, u_best, param = ints_plan(x, allow_for)
+    return ints_write(words, pos, x, best_mode, u_best, param)
+
+
+@njit(cache=True)
+def ints_write(
+    words: np.ndarray, pos: int, x: np.ndarray, best_mode: int, u_best: np.ndarray, param: np.uint64
+) -> int:
+    """Append the int stream of ``x`` for a plan of :func:`ints_plan`; return the new position."""
     pos = put(words, pos, U64(best_mode), 8)
     if best_mode == MODE_FOR:
         pos = put(words, pos, param, 64)

@@ -31,7 +31,6 @@ from tsdb_lake.codecs.floatcodecs import (
     MAX_EXP,
     alp_candidates,
     alp_decode,
-    alp_encode_ints,
     alp_ints,
     alp_max_bits,
     raw_decode,
@@ -43,7 +42,15 @@ from tsdb_lake.codecs.floatcodecs import (
 )
 from tsdb_lake.codecs.gorilla import gorilla_bits, gorilla_decode, gorilla_encode, gorilla_max_bits
 from tsdb_lake.codecs.ids import MAX_EXPANSION, MAX_SLACK
-from tsdb_lake.codecs.intpack import ints_decode, ints_encode, ints_max_bits
+from tsdb_lake.codecs.intpack import (
+    ints_decode,
+    ints_encode,
+    ints_max_bits,
+    ints_plan,
+    ints_write,
+    pfor_stream_cost,
+    pfor_write,
+)
 
 __all__ = [
     "C_ALP",
@@ -123,34 +130,53 @@ def blob_max_bits(codec: int, n: int) -> int:
 
 
 @njit(cache=True)
-def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int, np.ndarray, np.ndarray]:
-    """The smallest ALP blob among the candidates, plus one step towards more precision when needed.
+def _alp_try(
+    vals: np.ndarray, e: int, f: int
+) -> tuple[int, np.ndarray, np.ndarray, int, int, np.ndarray, np.uint64]:
+    """Exact ALP body bits of ``vals`` for ``(e, f)`` without writing it (``n >= 1``).
 
-    Returns ``(words, end bit position, e, f, d, corrections)`` of the winner (its integers feed ALP_ANS).
-
-    The candidates come from a 64-value sample; when the best one leaves in-range values needing corrections
-    that the sample did not show, the next more precise exponent pair (``e + 1``, or ``f - 1``) is tried too.
+    Returns ``(bits, d, corrections, inexact count, int-stream mode, its PFOR values, its parameter)``.
     """
-    n = vals.shape[0]
-    if n == 0:
-        w = new_words(_HEADER_BITS)
-        return w, _header(w, C_ALP, 0), 0, 0, np.empty(0, np.int64), np.empty(0, np.uint64)
+    d, corr, k = alp_ints(vals, e, f)
+    mode, icost, u, param = ints_plan(d.view(np.uint64), True)
+    return 16 + icost + pfor_stream_cost(corr), d, corr, k, mode, u, param
+
+
+@njit(cache=True)
+def _alp_plan(
+    vals: np.ndarray,
+) -> tuple[int, int, int, np.ndarray, np.ndarray, int, np.ndarray, np.uint64]:
+    """The smallest ALP body among the candidates, plus one step towards more precision when needed (``n >= 1``).
+
+    Returns ``(body bits, e, f, d, corrections, int-stream mode, PFOR values, parameter)`` of the winner
+    (its integers feed ALP_ANS; :func:`_alp_write` writes it). The candidates come from a 64-value sample;
+    when the best one leaves in-range values needing corrections that the sample did not show, the next more
+    precise exponent pair (``e + 1``, or ``f - 1``) is tried too. Sizes are exact, so the first smallest wins.
+    """
     cands = alp_candidates(vals)
-    words = new_words(0)
-    pos = 1 << 62
+    best = 1 << 62
     be = 0
     bf = 0
     inexact = 0
     bd = np.empty(0, np.int64)
     bc = np.empty(0, np.uint64)
+    bmode = 0
+    bu = np.empty(0, np.uint64)
+    bparam = U64(0)
     for r in range(cands.shape[0]):
-        d, corr, k = alp_ints(vals, cands[r, 0], cands[r, 1])
-        w = new_words(_HEADER_BITS + alp_max_bits(n))
-        p = _header(w, C_ALP, n)
-        p = put(w, p, U64(cands[r, 0]), 8)
-        p = alp_encode_ints(w, put(w, p, U64(cands[r, 1]), 8), d, corr)
-        if p < pos:
-            words, pos, be, bf, inexact, bd, bc = w, p, cands[r, 0], cands[r, 1], k, d, corr
+        c, d, corr, k, mode, u, param = _alp_try(vals, cands[r, 0], cands[r, 1])
+        if c < best:
+            best, be, bf, inexact, bd, bc, bmode, bu, bparam = (
+                c,
+                cands[r, 0],
+                cands[r, 1],
+                k,
+                d,
+                corr,
+                mode,
+                u,
+                param,
+            )
     if inexact > 0 and (bf > 0 or be < MAX_EXP):
         ne = be + 1 if bf == 0 else 0
         nf = bf - 1 if bf > 0 else 0
@@ -159,14 +185,36 @@ def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int, np.ndarray,
             if cands[r, 0] == ne and cands[r, 1] == nf:
                 tried = True
         if not tried:
-            d, corr, _ = alp_ints(vals, ne, nf)
-            w = new_words(_HEADER_BITS + alp_max_bits(n))
-            p = _header(w, C_ALP, n)
-            p = put(w, p, U64(ne), 8)
-            p = alp_encode_ints(w, put(w, p, U64(nf), 8), d, corr)
-            if p < pos:
-                words, pos, be, bf, bd, bc = w, p, ne, nf, d, corr
-    return words, pos, be, bf, bd, bc
+            c, d, corr, _, mode, u, param = _alp_try(vals, ne, nf)
+            if c < best:
+                best, be, bf, bd, bc, bmode, bu, bparam = c, ne, nf, d, corr, mode, u, param
+    return best, be, bf, bd, bc, bmode, bu, bparam
+
+
+@njit(cache=True)
+def _alp_write(
+    e: int, f: int, d: np.ndarray, corr: np.ndarray, mode: int, u: np.ndarray, param: np.uint64
+) -> tuple[np.ndarray, int]:
+    """The ALP blob of a plan of :func:`_alp_plan` as ``(words, end bit position)``."""
+    n = d.shape[0]
+    w = new_words(_HEADER_BITS + alp_max_bits(n))
+    p = _header(w, C_ALP, n)
+    p = put(w, p, U64(e), 8)
+    p = put(w, p, U64(f), 8)
+    p = ints_write(w, p, d.view(np.uint64), mode, u, param)
+    return w, pfor_write(w, p, corr)
+
+
+@njit(cache=True)
+def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int, np.ndarray, np.ndarray]:
+    """The smallest ALP blob (:func:`_alp_plan`) as ``(words, end bit position, e, f, d, corrections)``."""
+    n = vals.shape[0]
+    if n == 0:
+        w = new_words(_HEADER_BITS)
+        return w, _header(w, C_ALP, 0), 0, 0, np.empty(0, np.int64), np.empty(0, np.uint64)
+    _, e, f, d, corr, mode, u, param = _alp_plan(vals)
+    words, pos = _alp_write(e, f, d, corr, mode, u, param)
+    return words, pos, e, f, d, corr
 
 
 @njit(cache=True)
@@ -225,8 +273,9 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
     """The smallest of RLE, ALP, ALP_ANS, Gorilla and raw for ``vals`` as ``(words, end bit position)``.
 
     Ties: RAW, then RLE (if not larger), then Gorilla and ALP (each only if strictly smaller), then ALP_ANS
-    only if more than 1/32 smaller than the best (its decoder is slower), in that order. Sizes of RAW, RLE and Gorilla are computed exactly without writing; ALP and ALP_ANS (with
-    ALP's exponents) are encoded first, Gorilla's size pass stops as soon as it cannot win.
+    only if more than 1/32 smaller than the best (its decoder is slower), in that order.
+    Sizes of RAW, RLE, ALP and Gorilla are computed exactly without writing (ALP is written only if it wins);
+    ALP_ANS (with ALP's exponents) is encoded first; Gorilla's size pass stops as soon as it cannot win.
     """
     n = vals.shape[0]
     bits = vals.view(np.uint64)
@@ -238,14 +287,18 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
             best = rb
             pre = C_RLE
     alp: int = 1 << 62
-    alp_w = new_words(0)
-    alp_pos = 0
     ans: int = 1 << 62
     ans_w = new_words(0)
     ans_pos = 0
+    e = 0
+    f = 0
+    d = np.empty(0, np.int64)
+    corr = np.empty(0, np.uint64)
+    mode = 0
+    u = np.empty(0, np.uint64)
+    param = U64(0)
     if n > 0 and best > _alp_floor(n):
-        alp_w, alp_pos, e, f, d, corr = _alp_words(vals)
-        alp = alp_pos - 8 - varint_bits(U64(n))
+        alp, e, f, d, corr, mode, u, param = _alp_plan(vals)  # exact size; written only if it wins
         ans_w, ans_pos = _alp_ans_words(d, corr, e, f)
         ans = ans_pos - 8 - varint_bits(U64(n))
     limit = min(best, min(alp, ans) + 1)
@@ -257,7 +310,7 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
     if ans < best - (best >> ANS_MARGIN_SHIFT):  # slower to decode: must save over 1/32 of the best
         return ans_w, ans_pos
     if pre == C_ALP:
-        return alp_w, alp_pos
+        return _alp_write(e, f, d, corr, mode, u, param)
     return float_words(pre, vals)
 
 

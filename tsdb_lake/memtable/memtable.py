@@ -237,7 +237,7 @@ class Memtable:
         numeric = pl.from_arrow(table.select([TIME_COLUMN, *(f for f in fields if f in table.column_names)]))
         assert isinstance(numeric, pl.DataFrame)
         points = numeric.select(pl.Series(SERIES_ID, sids, pl.UInt64), pl.all())
-        perm = sort_order(sids, points.get_column(TIME_COLUMN).to_numpy())
+        perm = _series_order(point_groups, ids, points.get_column(TIME_COLUMN).to_numpy())
         if perm is not None:
             points = points[perm]
         return merge_duplicates(points, fields), series
@@ -254,6 +254,32 @@ class Memtable:
                 continue
             for batch in part.tables:
                 yield batch.expand()
+
+
+def _series_order(groups: np.ndarray, ids: np.ndarray, times: np.ndarray) -> np.ndarray | None:
+    """:func:`sort_order` of points whose series id is ``ids[groups]``, usually without a general sort.
+
+    Points of one series usually arrive in time order: then a stable counting (radix) sort by the rank of
+    each point's series id is that permutation. Falls back to :func:`sort_order` otherwise.
+    """
+    sids = ids[groups]
+    g = len(ids)
+    if len(groups) < 2 or g >= 1 << 16:
+        return sort_order(sids, times)
+    by_id = np.argsort(ids, kind="stable")
+    rank = np.empty(g, np.uint16)
+    rank[by_id] = np.arange(g, dtype=np.uint16)
+    if g > 1 and bool((ids[by_id][1:] == ids[by_id][:-1]).any()):
+        return sort_order(sids, times)  # two groups share a series id: their points interleave by time
+    keys = rank[groups]
+    if bool((keys[1:] >= keys[:-1]).all()):
+        return sort_order(sids, times)  # already grouped by series: check times there
+    perm = np.argsort(keys, kind="stable")  # uint16 keys: numpy's stable sort is a radix sort
+    t = times[perm]
+    k = keys[perm]
+    if not bool(((k[1:] != k[:-1]) | (t[1:] >= t[:-1])).all()):
+        return sort_order(sids, times)
+    return perm
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
