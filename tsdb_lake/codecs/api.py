@@ -181,22 +181,22 @@ def _arrow_layout(blobs: BlobsLike) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(items), dtype=np.uint8), offsets
 
 
-#: Threads that decode one batch (the calling thread plus helpers) and pieces per thread: small pieces let a
-#: thread that runs sooner take over the work of one that waits for a core (the machine may be busy).
-_DECODE_THREADS = max(1, min(os.cpu_count() or 1, 8))
+#: Threads that encode or decode one batch (the calling thread plus pool helpers) and pieces per thread: small
+#: pieces let a thread that runs sooner take over the work of one that waits for a core (the machine may be busy).
+_CODEC_THREADS = max(1, min(os.cpu_count() or 1, 8))
 _PIECES_PER_THREAD = 4
-_DECODE_POOL: ThreadPoolExecutor | None = None
-_DECODE_POOL_LOCK = threading.Lock()
+_CODEC_POOL: ThreadPoolExecutor | None = None
+_CODEC_POOL_LOCK = threading.Lock()
 
 
-def _decode_pool() -> ThreadPoolExecutor:
-    global _DECODE_POOL
-    with _DECODE_POOL_LOCK:
-        if _DECODE_POOL is None:
-            _DECODE_POOL = ThreadPoolExecutor(
-                max_workers=max(1, _DECODE_THREADS - 1), thread_name_prefix="tsdb-lake-decode"
+def _codec_pool() -> ThreadPoolExecutor:
+    global _CODEC_POOL
+    with _CODEC_POOL_LOCK:
+        if _CODEC_POOL is None:
+            _CODEC_POOL = ThreadPoolExecutor(
+                max_workers=max(1, _CODEC_THREADS - 1), thread_name_prefix="tsdb-lake-codec"
             )
-        return _DECODE_POOL
+        return _CODEC_POOL
 
 
 def _in_pieces(starts: np.ndarray, run: Callable[[int, int], None]) -> None:
@@ -205,7 +205,7 @@ def _in_pieces(starts: np.ndarray, run: Callable[[int, int], None]) -> None:
     caller never waits for a helper that has not started: only for the ranges a helper has claimed."""
     m = starts.shape[0] - 1
     total = int(starts[m])
-    parts = max(1, min(m, _DECODE_THREADS * _PIECES_PER_THREAD))
+    parts = max(1, min(m, _CODEC_THREADS * _PIECES_PER_THREAD))
     cuts = np.searchsorted(starts, total * np.arange(1, parts, dtype=np.int64) // parts)
     bounds = sorted({0, m, *(min(max(int(c), 0), m) for c in cuts.tolist())})
     n = len(bounds) - 1
@@ -219,8 +219,8 @@ def _in_pieces(starts: np.ndarray, run: Callable[[int, int], None]) -> None:
             finally:
                 finished.release()
 
-    pool = _decode_pool()
-    for _ in range(min(_DECODE_THREADS - 1, n - 1)):
+    pool = _codec_pool()
+    for _ in range(min(_CODEC_THREADS - 1, n - 1)):
         pool.submit(work)
     work()
     for _ in range(n):

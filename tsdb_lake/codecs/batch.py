@@ -14,16 +14,11 @@ pa.py_buffer(data)])``, or ``pa.binary()`` with ``offsets.astype(np.int32)`` whi
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit
 
 from tsdb_lake.codecs import kernels as K
-from tsdb_lake.codecs.api import _MASK_INT, BlobsLike, _as_float64, _as_int64, _decode_many
+from tsdb_lake.codecs.api import _MASK_INT, BlobsLike, _as_float64, _as_int64, _decode_many, _in_pieces
 from tsdb_lake.codecs.ids import FLOAT_CODECS, CodecId
 
 __all__ = [
@@ -36,7 +31,6 @@ __all__ = [
 #: Below this many values a batch is encoded on the calling thread (thread start-up would dominate).
 PARALLEL_MIN_VALUES = 20_000
 _ADAPTIVE = 0
-_THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 
 @njit(cache=True)
@@ -99,18 +93,6 @@ def compact(scratch: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[
     return data, out_off
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="tsdb-lake-encode")
-        return _POOL
-
-
 def _offsets(offsets: np.ndarray, n: int) -> np.ndarray:
     off = np.asarray(offsets)
     if off.ndim != 1 or off.shape[0] < 1 or off.dtype.kind not in "iu":
@@ -128,19 +110,12 @@ def _run(codec: int, u: np.ndarray, offsets: np.ndarray, parallel: bool) -> tupl
     scratch = np.empty(int(starts[-1]), np.uint8)
     lens = np.zeros(m, np.int64)
     span = int(off[-1] - off[0])
-    parts = min(_THREADS, m) if parallel and span >= PARALLEL_MIN_VALUES else 1
-    if parts <= 1:
+    if parallel and m > 1 and span >= PARALLEL_MIN_VALUES:  # chunk ranges claimed by the caller and pool threads
+        _in_pieces(
+            off - off[0], lambda lo, hi: encode_range(codec, u, off, scratch, starts, lens, lo, hi)
+        )
+    else:
         encode_range(codec, u, off, scratch, starts, lens, 0, m)
-    else:  # split the chunks into ranges of about equal value counts, one per thread
-        cuts = np.searchsorted(off, off[0] + span * np.arange(1, parts) // parts).tolist()
-        bounds = [0, *sorted(set(min(max(c, 0), m) for c in cuts)), m]
-        futures = [
-            _pool().submit(encode_range, codec, u, off, scratch, starts, lens, lo, hi)
-            for lo, hi in itertools.pairwise(bounds)
-            if hi > lo
-        ]
-        for fut in futures:
-            fut.result()
     return compact(scratch, starts, lens)  # type: ignore[no-any-return]
 
 

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow._parquet import ParquetReader
 
@@ -346,14 +345,16 @@ def _file_info(
     return info
 
 
+#: A parsed footer: Parquet metadata, Arrow schema, column index by name and the names of the blob columns.
+_Footer = tuple[Any, pa.Schema, dict[str, int], frozenset[str]]
 #: Parsed footers of raw files by (storage uri, key): data files are immutable and uniquely named, so a
 #: footer never goes stale; bounded so a long-lived process does not grow without limit.
-_FOOTERS: OrderedDict[tuple[str, str], tuple[Any, pa.Schema, dict[str, int]]] = OrderedDict()
+_FOOTERS: OrderedDict[tuple[str, str], _Footer] = OrderedDict()
 _FOOTERS_LIMIT = 1024
 _FOOTERS_LOCK = threading.Lock()
 
 
-def _remember_footer(cache_key: tuple[str, str], footer: tuple[Any, pa.Schema, dict[str, int]]) -> None:
+def _remember_footer(cache_key: tuple[str, str], footer: _Footer) -> None:
     with _FOOTERS_LOCK:
         _FOOTERS[cache_key] = footer
         while len(_FOOTERS) > _FOOTERS_LIMIT:
@@ -373,9 +374,7 @@ def _is_small(arrow_type: pa.DataType) -> bool:
     return not (pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
 
 
-def _cached_small(
-    cache_key: tuple[str, str], footer: tuple[Any, pa.Schema, dict[str, int]], columns: Sequence[str]
-) -> pa.Table | None:
+def _cached_small(cache_key: tuple[str, str], footer: _Footer, columns: Sequence[str]) -> pa.Table | None:
     """The file's requested columns from the cache when all are cached small columns, else None."""
     index = footer[2]
     wanted = [c for c in dict.fromkeys(columns) if c in index]
@@ -400,12 +399,14 @@ def _remember_small(cache_key: tuple[str, str], table: pa.Table) -> None:
             _SMALL_BYTES[0] -= sum(col.nbytes for col in dropped.values())
 
 
-def _row_groups(meta: Any, names: list[str], start: int | None, end: int | None) -> list[int]:
-    """Row groups whose ``_t_min`` / ``_t_max`` statistics may overlap ``[start, end)`` (all without stats)."""
+def _row_groups(meta: Any, names: Mapping[str, int], start: int | None, end: int | None) -> list[int]:
+    """Row groups whose ``_t_min`` / ``_t_max`` statistics may overlap ``[start, end)`` (all without stats, or
+    when the file has one); ``names`` maps column name to index."""
     groups = list(range(meta.num_row_groups))
-    if (start is None and end is None) or T_MIN not in names or T_MAX not in names:
+    # a lone row group is read (the chunk filter after it is exact): its statistics cost more than that
+    if (start is None and end is None) or len(groups) < 2 or T_MIN not in names or T_MAX not in names:
         return groups
-    i_min, i_max = names.index(T_MIN), names.index(T_MAX)
+    i_min, i_max = names[T_MIN], names[T_MAX]
     out = []
     for g in groups:
         rg = meta.row_group(g)
@@ -469,7 +470,11 @@ def read_chunks(
                 reader.open(source, metadata=footer[0] if footer else None, pre_buffer=False)
                 if footer is None:
                     arrow_schema = reader.schema_arrow
-                    footer = (reader.metadata, arrow_schema, {n: i for i, n in enumerate(arrow_schema.names)})
+                    names = arrow_schema.names
+                    blobs = frozenset(
+                        n for n, t in zip(names, arrow_schema.types, strict=True) if not _is_small(t)
+                    )
+                    footer = (reader.metadata, arrow_schema, {n: i for i, n in enumerate(names)}, blobs)
                     _remember_footer(cache_key, footer)
                 wanted = [c for c in dict.fromkeys(columns) if c in footer[2]]
                 table = _read_wanted(reader, cache_key, footer, wanted, start, end)
@@ -485,7 +490,7 @@ def read_chunks(
 def _read_wanted(
     reader: Any,
     cache_key: tuple[str, str],
-    footer: tuple[Any, pa.Schema, dict[str, int]],
+    footer: _Footer,
     wanted: list[str],
     start: int | None,
     end: int | None,
@@ -493,19 +498,44 @@ def _read_wanted(
     """Read ``wanted`` columns of an open raw file and keep its small columns when read whole.
 
     Small columns alone are read for every row group (so the cache holds whole files). Reads with blobs
-    read everything they want from the file (assembling cached columns with a blob read measured slower).
+    read only the blobs from the file when the small columns are cached (the Parquet reader's cost is mostly
+    per column), else everything they want.
     """
-    meta, arrow_schema, index = footer
-    small = [c for c in wanted if _is_small(arrow_schema.field(c).type)]
+    meta, arrow_schema, index, blob_names = footer
+    small = [c for c in wanted if c not in blob_names]
     every_group = list(range(meta.num_row_groups))
     whole_file = len(small) == len(wanted)  # small columns alone: read (and cache) every row group
-    groups = every_group if whole_file else _row_groups(meta, arrow_schema.names, start, end)
+    groups = every_group if whole_file else _row_groups(meta, index, start, end)
     if not groups:
         return arrow_schema.empty_table().select(wanted)
+    cached = None if whole_file or not small else _cached_columns(cache_key, small)
+    if cached is not None:
+        blobs = [c for c in wanted if c not in cached]
+        read = reader.read_row_groups(groups, column_indices=[index[c] for c in blobs], use_threads=False)
+        if len(groups) < len(every_group):
+            ends = np.cumsum([meta.row_group(g).num_rows for g in every_group])
+            spans = [(int(ends[g] - meta.row_group(g).num_rows), meta.row_group(g).num_rows) for g in groups]
+            cached = {
+                c: pa.chunked_array([part for o, n in spans for part in col.slice(o, n).chunks], col.type)
+                for c, col in cached.items()
+            }
+        return pa.Table.from_arrays(
+            [cached[c] if c in cached else read.column(c) for c in wanted], names=wanted
+        )
     table = reader.read_row_groups(groups, column_indices=[index[c] for c in wanted], use_threads=False)
     if small and len(groups) == len(every_group):
         _remember_small(cache_key, table.select(small))
     return table
+
+
+def _cached_columns(cache_key: tuple[str, str], names: Sequence[str]) -> dict[str, pa.ChunkedArray] | None:
+    """The cached small columns ``names`` of a file (whole file), or None unless all are cached."""
+    with _FOOTERS_LOCK:
+        entry = _SMALL.get(cache_key)
+        if entry is None or any(c not in entry for c in names):
+            return None
+        _SMALL.move_to_end(cache_key)
+        return {c: entry[c] for c in names}
 
 
 def read_cached_chunks(
@@ -525,26 +555,27 @@ def _rows_in(
     if table.num_rows == 0 or (start is None and end is None and series_ids is None):
         return table
     try:
-        mask = None
+        mask = np.ones(table.num_rows, bool)
         if start is not None:
-            mask = pc.greater_equal(table.column(T_MAX), start)
+            mask &= np.asarray(table.column(T_MAX), np.int64) >= start
         if end is not None:
-            below = pc.less(table.column(T_MIN), end)
-            mask = below if mask is None else pc.and_(mask, below)
+            mask &= np.asarray(table.column(T_MIN), np.int64) < end
         if series_ids is not None:
-            wanted_ids = pa.array([int(s) for s in series_ids], pa.uint64())
-            inside = pc.is_in(table.column(SERIES_ID), value_set=wanted_ids)
-            mask = inside if mask is None else pc.and_(mask, inside)
+            wanted_ids = np.asarray([int(s) for s in series_ids], np.uint64)
+            mask &= np.isin(np.asarray(table.column(SERIES_ID), np.uint64), wanted_ids)
     except KeyError as exc:
         raise CorruptBlockError(f"raw file lacks a chunk column: {exc}", path=key) from exc
-    if mask is None or pc.all(mask).as_py():
+    if mask.all():
         return table
-    return table.filter(mask)
+    return table.filter(pa.array(mask))
 
 
-#: ``(probe fields, fn)`` for :func:`decode_chunks`: ``fn(probe, chunk_index)`` gets a frame of ``time`` and the
-#: probe fields for every point and each point's chunk, and returns a boolean numpy mask of the points to keep.
-PointSelector = tuple[Sequence[str], Callable[[pl.DataFrame, np.ndarray], np.ndarray]]
+#: ``(probe fields, fn, window)`` for :func:`decode_chunks`: ``fn(probe, chunk_index)`` (None: keep every value)
+#: gets a frame of the probe fields for every point and each point's chunk, and returns a boolean numpy mask of
+#: the points to keep for their values; ``window`` (None: no time bound) keeps only times in ``[start, end)``.
+PointSelector = tuple[
+    Sequence[str], Callable[[pl.DataFrame, np.ndarray], np.ndarray] | None, tuple[int, int] | None
+]
 
 
 def decode_chunks(
@@ -558,43 +589,40 @@ def decode_chunks(
 ) -> pl.DataFrame:
     """Expand chunk rows into a point frame: ``_series_id``, ``time``, labels, fields (nulls restored).
 
-    Each blob column decodes in one batched codec call over the Arrow buffers. With ``select`` the timestamps
-    and probe fields decode first, then the other fields only for chunks with a selected point, and only
-    selected points come back; label values and ``chunk_values`` (one value per chunk, e.g. a sequence number)
-    are gathered for the returned points only.
+    Each blob column decodes in one batched codec call over the Arrow buffers. With ``select`` the probe fields
+    decode first, then the timestamps of chunks with a point kept for its values, then the other fields only
+    for chunks with a selected point, and only selected points come back; label values and ``chunk_values``
+    (one value per chunk, e.g. a sequence number) are gathered for the returned points only.
     """
     counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
-    chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+    chunk_index = np.repeat(np.arange(chunks.num_rows, dtype=np.int32), counts)
     rows: np.ndarray | None = None
     done: dict[str, pl.Series] = {}
+    values = dict(chunk_values or {})
     try:
-        if chunks.num_rows:
-            times, tcounts = codecs.decode_timestamps_many(
-                chunks.column(TIME_BLOB).combine_chunks(), parallel=_parallel(len(chunk_index))
-            )
-            if not np.array_equal(tcounts, counts):
-                raise CorruptBlockError("timestamp chunks disagree with their _count column")
-        else:
-            times = np.zeros(0, np.int64)
         if select is not None and chunks.num_rows:
-            probe_fields, keep_fn = select
-            for f in probe_fields:
-                done[f] = _decode_field(chunks, f, fields[f], counts, chunk_index)
-            probe = pl.DataFrame([pl.Series(TIME_COLUMN, times), *done.values()])
-            mask = np.asarray(keep_fn(probe, chunk_index), bool)
-            if not mask.all():
-                first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-                hit = np.maximum.reduceat(mask, first) if len(mask) else np.zeros(0, bool)
-                if not hit.all():  # chunks without a selected point: their other fields need no decoding
-                    in_hit = hit[chunk_index]
-                    chunks = chunks.filter(pa.array(hit))
-                    chunk_values = {k: np.asarray(v)[hit] for k, v in (chunk_values or {}).items()}
-                    counts = counts[hit]
-                    chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+            probe_fields, keep_fn, window = select
+            mask: np.ndarray | None = None
+            if keep_fn is not None:
+                for f in probe_fields:
+                    done[f] = _decode_field(chunks, f, fields[f], counts, chunk_index)
+                mask = np.asarray(keep_fn(pl.DataFrame(list(done.values())), chunk_index), bool)
+                chunks, values, counts, chunk_index, in_hit = _hit_chunks(chunks, values, counts, mask)
+                if in_hit is not None:  # chunks without a kept value: no timestamps or other fields decoded
+                    mask = mask[in_hit]
+                    done = {f: s.filter(pl.Series(in_hit)) for f, s in done.items()}
+            times = _decode_times(chunks, counts)
+            if window is not None:
+                inside = (times >= window[0]) & (times < window[1])
+                mask = inside if mask is None else mask & inside
+            if mask is not None:
+                chunks, values, counts, chunk_index, in_hit = _hit_chunks(chunks, values, counts, mask)
+                if in_hit is not None:
                     times, mask = times[in_hit], mask[in_hit]
-                    sub = pl.Series(in_hit)
-                    done = {f: s.filter(sub) for f, s in done.items()}
+                    done = {f: s.filter(pl.Series(in_hit)) for f, s in done.items()}
                 rows = mask
+        else:
+            times = _decode_times(chunks, counts)
         point_chunk = chunk_index if rows is None else chunk_index[rows]
         out: dict[str, Any] = {
             SERIES_ID: pl.Series(SERIES_ID, np.asarray(chunks.column(SERIES_ID))[point_chunk], pl.UInt64),
@@ -618,18 +646,49 @@ def decode_chunks(
                 out[f] = done[f] if rows is None else done[f].filter(pl.Series(rows))
             else:
                 out[f] = _decode_field(chunks, f, dtype, counts, chunk_index, rows)
-        for name, per in (chunk_values or {}).items():
+        for name, per in values.items():
             out[name] = np.asarray(per)[point_chunk]
     except CorruptBlockError as exc:
         raise exc.with_path(key) from exc
     return pl.DataFrame(out)
 
 
+def _decode_times(chunks: pa.Table, counts: np.ndarray) -> np.ndarray:
+    """Every point's timestamp in chunk order, checked against the chunks' counts."""
+    if not chunks.num_rows:
+        return np.zeros(0, np.int64)
+    times, tcounts = codecs.decode_timestamps_many(
+        chunks.column(TIME_BLOB).combine_chunks(), parallel=_parallel(int(counts.sum()))
+    )
+    if not np.array_equal(tcounts, counts):
+        raise CorruptBlockError("timestamp chunks disagree with their _count column")
+    return times
+
+
+def _hit_chunks(
+    chunks: pa.Table, values: dict[str, np.ndarray], counts: np.ndarray, mask: np.ndarray
+) -> tuple[pa.Table, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
+    """Keep the chunks with a point selected by ``mask``: ``(chunks, chunk values, counts, chunk index of each
+    point, which old points remain)``, the last None when every chunk stays."""
+    chunk_index = np.repeat(np.arange(chunks.num_rows, dtype=np.int32), counts)
+    if mask.all():
+        return chunks, values, counts, chunk_index, None
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    hit = np.maximum.reduceat(mask, first) if len(mask) else np.zeros(0, bool)
+    if hit.all():
+        return chunks, values, counts, chunk_index, None
+    in_hit = np.repeat(hit, counts)
+    counts = counts[hit]
+    kept = chunks.filter(pa.array(hit))
+    chunk_index = np.repeat(np.arange(kept.num_rows, dtype=np.int32), counts)
+    return kept, {k: np.asarray(v)[hit] for k, v in values.items()}, counts, chunk_index, in_hit
+
+
 def decode_fields(chunks: pa.Table, fields: Mapping[str, str], *, key: str = "?") -> dict[str, pl.Series]:
     """Each field's values over all points of ``chunks`` in chunk order (nulls restored), timestamps not
     decoded: for callers that reduce whole chunks."""
     counts = np.asarray(chunks.column(COUNT), dtype=np.int64)
-    chunk_index = np.repeat(np.arange(chunks.num_rows), counts)
+    chunk_index = np.repeat(np.arange(chunks.num_rows, dtype=np.int32), counts)
     try:
         return {f: _decode_field(chunks, f, dtype, counts, chunk_index) for f, dtype in fields.items()}
     except CorruptBlockError as exc:

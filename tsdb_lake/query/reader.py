@@ -30,6 +30,7 @@ from tsdb_lake.format.raw import (
     n_col,
     read_cached_chunks,
     reduce_float_fields,
+    valid_col,
 )
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID, SeriesIdCache, assign_series_ids, merge_duplicates
@@ -83,21 +84,28 @@ def plan_files(
 
 
 def _label_mask(chunks: pa.Table, matchers: Sequence[Matcher]) -> np.ndarray:
-    """Per chunk row, whether its labels satisfy every matcher."""
+    """Per chunk row, whether its labels satisfy every matcher.
+
+    Regex matchers run once per distinct label value with the same compiled pattern file pruning uses, so
+    one regex engine decides everywhere (and label columns hold few distinct values per file).
+    """
     names = set(chunks.column_names)
-    if all(m.op in ("=", "!=") and m.label in names for m in matchers):
-        # plain (in)equality: compare in Arrow, no conversion; a missing label compares as ""
-        mask = np.ones(chunks.num_rows, bool)
-        for m in matchers:
-            hit = pc.equal(chunks.column(m.label).fill_null(""), m.value)
-            mask &= np.asarray(hit, bool) if m.op == "=" else ~np.asarray(hit, bool)
-        return mask
-    frame = pl.from_arrow(chunks.select([m.label for m in matchers if m.label in names]))
-    assert isinstance(frame, pl.DataFrame)
-    exprs = [m.expr() if m.label in frame.columns else pl.lit(m.matches(None)) for m in matchers]
-    if not frame.width:
-        return np.full(chunks.num_rows, bool(frame.select(pl.all_horizontal(exprs)).item()))
-    return np.asarray(frame.select(pl.all_horizontal(exprs)).to_series().to_numpy(), bool)
+    mask = np.ones(chunks.num_rows, bool)
+    for m in matchers:
+        if m.label not in names:  # label absent from these files: it matches as ""
+            if not m.matches(None):
+                mask[:] = False
+            continue
+        column = chunks.column(m.label)
+        if m.op in ("=", "!="):  # plain (in)equality: compare in Arrow, no conversion
+            hit = np.asarray(pc.equal(column.fill_null(""), m.value), bool)
+            mask &= hit if m.op == "=" else ~hit
+            continue
+        encoded = column.combine_chunks().dictionary_encode()
+        values = encoded.dictionary.to_pylist()
+        hits = np.array([m.matches(v) for v in values] + [m.matches(None)], bool)
+        mask &= hits[np.asarray(encoded.indices.fill_null(len(values)), np.int64)]
+    return mask
 
 
 def _label_filter(chunks: pa.Table, matchers: Sequence[Matcher]) -> pa.Table:
@@ -183,7 +191,11 @@ def _read_files(
     read_labels = [lb for lb in schema.labels if lb in labels or any(m.label == lb for m in matchers)]
     with_blobs = [blobs] * len(files) if isinstance(blobs, bool) else list(blobs)
 
-    def columns(b: bool) -> list[str]:
+    def columns(f: Any, b: bool) -> list[str]:
+        cols = chunk_columns_for(fields, blobs=b, stats=stats)
+        if b:  # a field without nulls in the file (per the catalog) has no validity bitmaps to read
+            skip = {valid_col(name) for name in _fields_without_nulls(f, fields)}
+            cols = [c for c in cols if c not in skip]
         return [
             SERIES_ID,
             *read_labels,
@@ -191,22 +203,25 @@ def _read_files(
             T_MAX,
             COUNT,
             *([TIME_BLOB] if b else []),
-            *chunk_columns_for(fields, blobs=b, stats=stats),
+            *cols,
             *extra_columns,
         ]
 
-    by_flag = {b: columns(b) for b in set(with_blobs)}
+    wanted = [columns(f, b) for f, b in zip(files, with_blobs, strict=True)]
 
     def one(i: int) -> pa.Table:
-        return read_chunks(storage, files[i].path, by_flag[with_blobs[i]], start=start, end=end)
+        return read_chunks(storage, files[i].path, wanted[i], start=start, end=end)
 
     # small columns read before come from memory on this thread; the pool reads the rest
     found = [
-        read_cached_chunks(storage, f.path, by_flag[b], start=start, end=end)
-        for f, b in zip(files, with_blobs, strict=True)
+        read_cached_chunks(storage, f.path, w, start=start, end=end)
+        for f, w in zip(files, wanted, strict=True)
     ]
     misses = [i for i, t in enumerate(found) if t is None]
-    loaded = list(_POOL.map(one, misses)) if len(misses) > 1 else [one(i) for i in misses]
+    # the calling thread reads one file itself rather than wait idle for the pool (cores may be busy)
+    pending = [_POOL.submit(one, i) for i in misses[1:]]
+    loaded = [one(misses[0])] if misses else []
+    loaded += [p.result() for p in pending]
     for i, t in zip(misses, loaded, strict=True):
         found[i] = t
     tables: list[pa.Table] = [t for t in found if t is not None]
@@ -233,6 +248,14 @@ def _read_files(
     explain.points_decoded += int(pc.sum(chunks.column(COUNT)).as_py() or 0) if chunks.num_rows else 0
     explain.bytes_read += int(chunks.nbytes)
     return chunks, seqs, len(keep)
+
+
+def _fields_without_nulls(f: Any, fields: Sequence[str]) -> set[str]:
+    """The ``fields`` the catalog records as having a value at every point of file ``f``: their chunks carry
+    no validity bitmaps (a file contradicting its record fails decoding on the value count)."""
+    stats = getattr(f, "field_stats", None) or {}
+    points = getattr(f, "points", None)
+    return {name for name in fields if name in stats and points is not None and stats[name].count == points}
 
 
 def _sorted_chunks(chunks: pa.Table, seqs: np.ndarray) -> tuple[pa.Table, np.ndarray, bool]:
@@ -661,7 +684,8 @@ def read_for_query(
         t_hi = int(pc.max(chunks.column(T_MAX)).as_py())
         select = None
         if filters or t_lo < start or t_hi >= end:
-            select = (probe_fields, _point_selector(start, end, filters, exempt))
+            window = (start, end) if t_lo < start or t_hi >= end else None
+            select = (probe_fields, _value_selector(filters, exempt) if filters else None, window)
         decoded = decode_chunks(
             chunks,
             out_labels,
@@ -789,20 +813,15 @@ def _chunks_may_match(
     return may
 
 
-def _point_selector(
-    start: int, end: int, filters: Sequence[FieldPredicate], exempt: np.ndarray
+def _value_selector(
+    filters: Sequence[FieldPredicate], exempt: np.ndarray
 ) -> Callable[[pl.DataFrame, np.ndarray], np.ndarray]:
-    """The points to keep while decoding: inside ``[start, end)`` and, unless their chunk is exempt, passing
-    every filter."""
+    """The points to keep for their values while decoding: passing every filter, or in an exempt chunk."""
 
     def keep(probe: pl.DataFrame, chunk_index: np.ndarray) -> np.ndarray:
-        times = probe.get_column(TIME_COLUMN).to_numpy()
-        mask = (times >= start) & (times < end)
-        if filters:
-            passed = points_mask(filters, probe)
-            if exempt.any():
-                passed |= exempt[chunk_index]
-            mask &= passed
-        return mask
+        passed = points_mask(filters, probe)
+        if exempt.any():
+            passed |= exempt[chunk_index]
+        return passed
 
     return keep
