@@ -354,7 +354,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"### Codecs (chunks of {results['chunk_points']} points; decode = one batch call over all chunks; "
         "M/s = millions of values per second of the calling thread's CPU time, single thread; 'par' = wall "
-        "time with numba prange on all cores; load average at start "
+        "time with the codec thread pool on all cores; load average at start "
         f"{results['machine'].get('load_average_1m')})",
         "",
         markdown_table(head, rows),
