@@ -31,6 +31,7 @@ __all__ = [
     "FILLS",
     "AggSpec",
     "aggregate",
+    "finish_buckets",
     "parse_aggs",
     "partial_names",
     "reduce_segments",
@@ -159,7 +160,6 @@ def aggregate(
         raise InvalidQueryError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
     if any(s.kind in ("increase", "rate") for s in aggs):
         frame = _with_increases(frame, fields)
-    keys = [*([SERIES_ID] if per_series else []), *group_labels]
     if series is not None and all(s.kind in DECOMPOSABLE for s in aggs):
         result = _aggregate_by_series(
             frame,
@@ -174,7 +174,22 @@ def aggregate(
         )
     else:
         result = _aggregate_points(frame, every, aggs, fields, group_labels, per_series, stats)
-    result = result.rename({"_bucket": BUCKET})
+    return finish_buckets(
+        result.rename({"_bucket": BUCKET}), group_labels, per_series, every, start, end, fill
+    )
+
+
+def finish_buckets(
+    result: pl.DataFrame,
+    group_labels: Sequence[str],
+    per_series: bool,
+    every: int,
+    start: int,
+    end: int,
+    fill: str,
+) -> pl.DataFrame:
+    """Fill empty buckets, sort by (labels, series, bucket) and order the columns of a bucketed result."""
+    keys = [*([SERIES_ID] if per_series else []), *group_labels]
     if fill != "none":
         result = _fill(result, keys, every, start, end, fill)
     sort_keys = [*group_labels, *([SERIES_ID] if per_series else []), BUCKET]

@@ -38,7 +38,7 @@ from tsdb_lake.errors import InvalidQueryError, TsdbLakeError
 from tsdb_lake.format.rollup import FieldInfo, col, empty_rollup_frame, read_rollup
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID
-from tsdb_lake.query.aggregate import BUCKET, AggSpec, _fill
+from tsdb_lake.query.aggregate import BUCKET, AggSpec, finish_buckets
 from tsdb_lake.query.explain import Explain
 from tsdb_lake.query.matchers import Matcher
 from tsdb_lake.query.reader import plan_files, read_points
@@ -372,7 +372,6 @@ def aggregate_rollup(
         exprs += [pl.len().alias(_ROWS), *[pl.col(col(f, "count")).sum().alias(f"_n__{f}") for f in fields]]
         if not per_series:
             frame = frame.sort([*group_labels, _OUT, SERIES_ID, TIME_COLUMN], nulls_last=False)
-    keys = [*([SERIES_ID] if per_series else []), *group_labels]
     if per_series:
         extra = [pl.col(c).first() for c in group_labels]
         result = frame.group_by([SERIES_ID, _OUT], maintain_order=True).agg(extra + exprs)
@@ -381,14 +380,7 @@ def aggregate_rollup(
     result, approximate = _quantiles(frame, result, fields, aggs)
     result = result.drop([c for c in result.columns if c.startswith("_n__") or c == _ROWS])
     result = result.rename({_OUT: BUCKET})
-    if fill != "none":
-        result = _fill(result, keys, every, start, end, fill)
-    sort_keys = [*group_labels, *([SERIES_ID] if per_series else []), BUCKET]
-    result = result.sort(sort_keys, nulls_last=False)
-    ordered = [*group_labels, BUCKET, *[c for c in result.columns if c not in (*keys, BUCKET)]]
-    if per_series:
-        ordered = [SERIES_ID, *ordered]
-    return result.select(ordered), approximate
+    return finish_buckets(result, group_labels, per_series, every, start, end, fill), approximate
 
 
 # ------------------------------------------------------------------------------------------- entry point
