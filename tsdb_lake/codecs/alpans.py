@@ -15,12 +15,12 @@ from numba import njit
 from tsdb_lake.codecs.ans import (
     ANS_STATE_BITS,
     DIRECT,
+    MAX_TOKENS,
     ans_max_bits,
     ans_plan,
     ans_read,
     ans_write,
     entropy_bits,
-    token_hist,
     token_of,
     token_value_base,
 )
@@ -37,9 +37,17 @@ from tsdb_lake.codecs.bits import (
     zigzag,
 )
 from tsdb_lake.codecs.floatcodecs import F10, MAX_EXP, alp_ints
-from tsdb_lake.codecs.intpack import BLOCK, kth_smallest, pfor_add_zigzag, pfor_write
+from tsdb_lake.codecs.intpack import _COUNT_SPAN, BLOCK, kth_smallest_ws, pfor_add_zigzag, pfor_write
 
-__all__ = ["alp_ans_decode", "alp_ans_encode", "alp_ans_encode_ints", "alp_ans_max_bits"]
+__all__ = [
+    "alp_ans_decode",
+    "alp_ans_encode",
+    "alp_ans_encode_ints",
+    "alp_ans_max_bits",
+    "alp_ans_plan",
+    "alp_ans_plan_bits",
+    "alp_ans_write",
+]
 
 U64 = np.uint64
 MODE_DELTA = 0
@@ -55,20 +63,27 @@ def alp_ans_max_bits(n: int) -> int:
 
 
 @njit(cache=True)
-def _base(d: np.ndarray) -> np.int64:
-    """Lower median of up to 64 evenly spaced deltas of ``d`` (the DELTA base ``b``)."""
+def _base(d: np.ndarray, s: np.ndarray, cnt: np.ndarray) -> np.int64:
+    """Lower median of up to 64 evenly spaced deltas of ``d`` (the DELTA base ``b``); ``s`` (64) and ``cnt``
+    (``kth_smallest_ws``) are int64 work arrays."""
     m = d.shape[0] - 1
     k = min(m, _SAMPLE)
     if k <= 0:
         return np.int64(0)
-    s = np.empty(k, np.int64)
+    q, r = m // k, m % k  # i = (j * m) // k, stepped without a division per sample
+    i = 0
+    rem = 0
     for j in range(k):
-        i = (j * m) // k
         s[j] = np.int64(U64(d[i + 1]) - U64(d[i]))
-    return kth_smallest(s, (k - 1) // 2)
+        i += q
+        rem += r
+        if rem >= k:
+            rem -= k
+            i += 1
+    return kth_smallest_ws(s[:k], (k - 1) // 2, cnt)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _anchor_bits(za: np.uint64, m: int) -> tuple[int, int]:
     """``(bits, carry)``: a zigzagged anchor rides in the coder state when it fits (carry = value, else -1)."""
     if m > 0 and za < U64(_CARRY_LIMIT):
@@ -88,6 +103,23 @@ def alp_ans_encode(words: np.ndarray, pos: int, vals: np.ndarray, e: int, f: int
 @njit(cache=True)
 def alp_ans_encode_ints(words: np.ndarray, pos: int, d: np.ndarray, corr: np.ndarray, e: int, f: int) -> int:
     """:func:`alp_ans_encode` from ALP's integers and corrections for ``(e, f)`` (``n >= 1`` values)."""
+    return alp_ans_write(words, pos, d, corr, e, f, alp_ans_plan(d, corr))
+
+
+#: What :func:`alp_ans_plan` returns (see there).
+AnsPlan = tuple[bool, np.ndarray, np.ndarray, int, int, np.uint64, int, np.int64, bool, int, np.ndarray, bool]
+_T = MAX_TOKENS
+_WORK = 6 * _T + _SAMPLE + _COUNT_SPAN  # 2 + 2 partial histograms, the two sums, base sample, counting
+
+
+@njit(cache=True)
+def alp_ans_plan(d: np.ndarray, corr: np.ndarray) -> AnsPlan:
+    """Everything :func:`alp_ans_write` needs for ALP integers ``d`` and corrections ``corr`` (``n >= 1``).
+
+    Returns ``(use FOR, tokens, histogram, K, carry, anchor, carry of b, b, has corrections, extra bits,
+    table group codes, symmetric table)``. DELTA or FOR is picked by the estimate of the reference encoder;
+    only the winner's tokens are kept (FOR's are recomputed when it wins) and only its table is planned.
+    """
     n = d.shape[0]
     has_corr = False
     for i in range(n):
@@ -95,46 +127,118 @@ def alp_ans_encode_ints(words: np.ndarray, pos: int, d: np.ndarray, corr: np.nda
             has_corr = True
             break
     du = d.view(np.uint64)
-    # DELTA: u_i = zigzag(d_{i+1} - d_i - b), anchor d_0
-    b = _base(d)
-    ud = np.empty(n - 1, np.uint64)
-    for i in range(n - 1):
-        ud[i] = zigzag(du[i + 1] - du[i] - U64(b))
-    td = np.empty(n - 1, np.int64)
-    hd, kd, xd = token_hist(ud, td)
-    ad, cd = _anchor_bits(zigzag(du[0]), n - 1)
-    bd, cb = _anchor_bits(zigzag(U64(b)), n - 1)
-    cost_d = bd + xd + ad + entropy_bits(hd, kd)
-    # FOR: u_i = d_i - min(d), anchor min(d)
+    work = np.empty(_WORK, np.int64)
+    for j in range(4 * _T):
+        work[j] = 0
+    b = _base(d, work[6 * _T : 6 * _T + _SAMPLE], work[6 * _T + _SAMPLE :])
+    ub = U64(b)
+    toks = np.empty(n, np.uint8)
     mn = d.min()
-    uf = np.empty(n, np.uint64)
-    for i in range(n):
-        uf[i] = du[i] - U64(mn)
-    tf = np.empty(n, np.int64)
-    hf, kf, xf = token_hist(uf, tf)
-    af, cf = _anchor_bits(zigzag(U64(mn)), n)
+    umn = U64(mn)
+    # one pass: DELTA u_i = zigzag(d_{i+1} - d_i - b) (anchor d_0), tokens kept; FOR u_i = d_i - min(d)
+    # (anchor min(d)), histogram only; two partial histograms each break the store chains
+    kd = 0
+    xd = 0
+    kf = 0
+    xf = 0
+    for i in range(n - 1):
+        t, _, nb = token_of(zigzag(du[i + 1] - du[i] - ub))
+        toks[i] = t
+        work[(i & 1) * _T + t] += 1
+        xd += nb
+        kd = max(kd, t + 1)
+        t2, _, nb2 = token_of(du[i] - umn)
+        work[(2 + (i & 1)) * _T + t2] += 1
+        xf += nb2
+        kf = max(kf, t2 + 1)
+    t2, _, nb2 = token_of(du[n - 1] - umn)
+    work[2 * _T + t2] += 1
+    xf += nb2
+    kf = max(kf, t2 + 1)
+    hd = work[4 * _T : 5 * _T]
+    for t in range(kd):
+        hd[t] = work[t] + work[_T + t]
+    ad, cd = _anchor_bits(zigzag(du[0]), n - 1)
+    bd, cb = _anchor_bits(zigzag(ub), n - 1)
+    cost_d = bd + xd + ad + entropy_bits(hd, kd)
+    hf = work[5 * _T : 6 * _T]
+    for t in range(kf):
+        hf[t] = work[2 * _T + t] + work[3 * _T + t]
+    af, cf = _anchor_bits(zigzag(umn), n)
     cost_f = xf + af + entropy_bits(hf, kf)
     use_for = cost_f < cost_d  # the estimates pick the mode; only its table is planned
+    if use_for:
+        for i in range(n):
+            t, _, _ = token_of(du[i] - umn)
+            toks[i] = t
+        m, hist, k, carry, anchor, carry_b, extra = n, hf, kf, cf, umn, -1, xf
+    else:
+        m, hist, k, carry, anchor, carry_b, extra = n - 1, hd, kd, cd, du[0], cb, xd
+    if m > 0:
+        g, sym, _ = ans_plan(hist, k)
+    else:
+        g, sym = np.empty(0, np.int64), False
+    return use_for, toks[:m], hist, k, carry, anchor, carry_b, b, has_corr, extra, g, sym
+
+
+@njit(cache=True)
+def alp_ans_plan_bits(
+    n: int,
+    plan: AnsPlan,
+) -> int:
+    """Upper bound of the bits :func:`alp_ans_write` writes for a plan of :func:`alp_ans_plan` of ``n`` values."""
+    toks = plan[1]
+    bits = 8 + ans_max_bits(toks.shape[0]) + 160 + plan[9]
+    if plan[8]:
+        bits += 64 * n + 22 * (n // BLOCK + 1) + 64
+    return bits
+
+
+@njit(cache=True)
+def alp_ans_write(
+    words: np.ndarray,
+    pos: int,
+    d: np.ndarray,
+    corr: np.ndarray,
+    e: int,
+    f: int,
+    plan: AnsPlan,
+) -> int:
+    """Append the ``ALP_ANS`` body of a plan of :func:`alp_ans_plan` (the words after ``pos`` must be zero)."""
+    use_for, toks, _, k, carry, anchor, carry_b, b, has_corr, _, g, sym = plan
+    m = toks.shape[0]
     xfield = e if f == 0 else MAX_EXP + f
     pos = put(words, pos, U64(xfield), 6)
     pos = put(words, pos, U64(1 if has_corr else 0), 1)
     pos = put(words, pos, U64(MODE_FOR if use_for else MODE_DELTA), 1)
-    if use_for:
-        u, toks, hist, k, carry, anchor, carry_b = uf, tf, hf, kf, cf, U64(mn), -1
-    else:
-        u, toks, hist, k, carry, anchor, carry_b = ud, td, hd, kd, cd, du[0], cb
-    if u.shape[0] > 0:
-        g, sym, _ = ans_plan(hist, k)
+    if m > 0:
         pos = ans_write(words, pos, toks, k, g, sym, carry, carry_b)
     if carry < 0:
         pos = put_varint(words, pos, zigzag(anchor))
     if not use_for and carry_b < 0:
         pos = put_varint(words, pos, zigzag(U64(b)))
-    if k > DIRECT:  # else no token has extra bits
-        for i in range(u.shape[0]):
-            _, ex, nb = token_of(u[i])
-            if nb > 0:
-                pos = put(words, pos, ex, nb)
+    if k > DIRECT:  # else no token has extra bits; they go out through a register, as in ``ans_write``
+        du = d.view(np.uint64)
+        ub = U64(b)
+        wi = pos >> 6
+        off = pos & 63
+        acc = words[wi]
+        for i in range(m):
+            t = int(toks[i])
+            if t < DIRECT:
+                continue
+            nb = 3 + ((t - DIRECT) >> 1)  # token_value_base(t)[1]
+            u = du[i] - anchor if use_for else zigzag(du[i + 1] - du[i] - ub)
+            v = u & ((U64(1) << U64(nb)) - U64(1))
+            acc |= v << U64(off)
+            off += nb
+            if off >= 64:
+                words[wi] = acc
+                wi += 1
+                off -= 64
+                acc = v >> U64(nb - off) if off > 0 else U64(0)
+        words[wi] = acc
+        pos = (wi << 6) + off
     if has_corr:
         pos = pfor_write(words, pos, corr)
     return pos

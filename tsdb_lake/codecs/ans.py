@@ -164,10 +164,8 @@ def _plan_one(hist: np.ndarray, k: int, sym: bool) -> tuple[np.ndarray, float]:
         if avg[j] > 0:
             c = int(np.round(-2.0 * np.log2(avg[j] / top)))
             g[j] = min(max(c, 0), ABSENT - 1)
-    codes = np.empty(k, np.int64)
-    freq = np.empty(k, np.int64)
-    cum = np.empty(k + 1, np.int64)
-    best = _cost(hist, g, k, sym, codes, freq, cum)
+    work = np.empty(3 * k + 1, np.int64)  # one allocation: codes, frequencies, cumulative starts
+    best = _cost(hist, g, k, sym, work[:k], work[k : 2 * k], work[2 * k :])
     return g, best + _table_bits(k, sym)
 
 
@@ -252,19 +250,20 @@ def ans_write(
     ng = 1 + k // 2 if sym else k
     for j in range(ng):
         pos = put(words, pos, U64(g[j]), 4)
-    codes = np.empty(k, np.int64)
+    work = np.empty(6 * k + 1, np.int64)  # one allocation for the per-token tables
+    codes = work[:k]
     _expand(g, k, sym, codes)
-    freq = np.empty(k, np.int64)
-    cum = np.empty(k + 1, np.int64)
+    freq = work[k : 2 * k]
+    cum = work[2 * k : 3 * k + 1]
     normalize(codes, k, freq, cum)
     pos = put(words, pos, U64(1 if carry0 >= 0 else 0), 1)
     pos = put(words, pos, U64(1 if carry1 >= 0 else 0), 1)
     x0 = ANS_L + (carry0 if carry0 >= 0 else 0)
     x1 = ANS_L + (carry1 if carry1 >= 0 else 0)
     # per token: base shift, the renormalisation bound and a reciprocal (x < 2^13, so x * rcp >> 32 = x // f)
-    nb0 = np.empty(k, np.int64)
-    bound = np.empty(k, np.int64)
-    rcp = np.empty(k, np.int64)
+    nb0 = work[3 * k + 1 : 4 * k + 1]
+    bound = work[4 * k + 1 : 5 * k + 1]
+    rcp = work[5 * k + 1 : 6 * k + 1]
     for t in range(k):
         f = max(freq[t], 1)
         bound[t] = _RATIO * f
@@ -272,8 +271,9 @@ def ans_write(
         rcp[t] = ((1 << 32) + f - 1) // f
     # the fields are collected backwards in a word buffer, then appended in token order; tokens go in
     # pairs (odd index: state 1, even: state 0) so that the two independent state chains overlap
-    ev = np.empty(m, np.int64)
-    ek = np.empty(m, np.int64)
+    fields = np.empty(2 * m, np.int64)
+    ev = fields[:m]
+    ek = fields[m:]
     i = m - 1
     if (m & 1) == 1:
         x0 = _enc_step(x0, toks[i], i, nb0, bound, rcp, cum, freq, ev, ek)

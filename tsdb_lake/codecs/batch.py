@@ -110,10 +110,9 @@ def _run(codec: int, u: np.ndarray, offsets: np.ndarray, parallel: bool) -> tupl
     scratch = np.empty(int(starts[-1]), np.uint8)
     lens = np.zeros(m, np.int64)
     span = int(off[-1] - off[0])
-    if parallel and m > 1 and span >= PARALLEL_MIN_VALUES:  # chunk ranges claimed by the caller and pool threads
-        _in_pieces(
-            off - off[0], lambda lo, hi: encode_range(codec, u, off, scratch, starts, lens, lo, hi)
-        )
+    # in parallel: chunk ranges claimed by the caller and pool threads
+    if parallel and m > 1 and span >= PARALLEL_MIN_VALUES:
+        _in_pieces(off - off[0], lambda lo, hi: encode_range(codec, u, off, scratch, starts, lens, lo, hi))
     else:
         encode_range(codec, u, off, scratch, starts, lens, 0, m)
     return compact(scratch, starts, lens)  # type: ignore[no-any-return]

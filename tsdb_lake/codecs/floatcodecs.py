@@ -91,8 +91,8 @@ def rle_runs(bits: np.ndarray) -> int:
     n = bits.shape[0]
     if n <= MAX_RUN:  # no run can be split: one run plus one per change (a branch-free, vectorised count)
         changes = 0
-        for i in range(1, n):
-            changes += 1 if bits[i] != bits[i - 1] else 0
+        for i in range(n - 1):  # indices i, i + 1 (never negative), so the loop vectorises
+            changes += 1 if bits[i + 1] != bits[i] else 0
         return changes + 1 if n > 0 else 0
     runs = 0
     i = 0
@@ -177,7 +177,7 @@ def alp_max_bits(n: int) -> int:
     return 16 + ints_max_bits(n) + 64 * n + 22 * (n // BLOCK + 1) + 64
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sample_cost(
     sample: np.ndarray, e: int, f: int, ds: np.ndarray, scratch: np.ndarray
 ) -> tuple[int, int, int]:
@@ -185,34 +185,47 @@ def _sample_cost(
 
     Per value: bits of ``|d - median(d)|`` (what delta / frame-of-reference packing with patched outliers
     roughly pays) plus, when it does not round-trip, its correction bits; out-of-range values cost 72.
-    ``ds`` and ``scratch`` (one float64) are work arrays. Zeros are never counted inexact (−0.0 always
-    needs its correction, whatever the exponents).
+    ``ds`` (int64) and ``scratch`` (float64), as long as ``sample``, are work arrays. Zeros are never counted
+    inexact (−0.0 always needs its correction, whatever the exponents).
     """
     k = sample.shape[0]
     sbits = sample.view(np.uint64)
     decb = scratch.view(np.uint64)
     fe = F10[e]
     ff = F10[f]
+    bad = 0
+    for j in range(k):  # branch-free (vectorises): integers and decoded values of every sample
+        t = sample[j] * fe / ff
+        ok = abs(t) < _LIMIT
+        bad += 0 if ok else 1
+        dj = np.int64((t + _MAGIC) - _MAGIC) if ok else np.int64(0)
+        ds[j] = dj
+        scratch[j] = np.float64(dj) * ff / fe
     cost = 0
-    m = 0
     inexact = 0
     big = 0
-    for j in range(k):
-        v = sample[j]
-        t = v * fe / ff
-        if not (abs(t) < _LIMIT):
-            cost += 72
-            if abs(v) < np.inf:
-                big += 1
-            continue
-        d = np.int64((t + _MAGIC) - _MAGIC)
-        scratch[0] = np.float64(d) * ff / fe
-        if decb[0] != sbits[j]:
-            cost += 8 + bitlen(zigzag(sbits[j] - decb[0]))
-            if v != 0.0:
-                inexact += 1
-        ds[m] = d
-        m += 1
+    m = k
+    if bad == 0:
+        for j in range(k):
+            if decb[j] != sbits[j]:
+                cost += 8 + bitlen(zigzag(sbits[j] - decb[j]))
+                if sample[j] != 0.0:
+                    inexact += 1
+    else:
+        m = 0
+        for j in range(k):
+            v = sample[j]
+            if not (abs(v * fe / ff) < _LIMIT):
+                cost += 72
+                if abs(v) < np.inf:
+                    big += 1
+                continue
+            if decb[j] != sbits[j]:
+                cost += 8 + bitlen(zigzag(sbits[j] - decb[j]))
+                if v != 0.0:
+                    inexact += 1
+            ds[m] = ds[j]  # keep the in-range integers, in order
+            m += 1
     if m > 0:
         med = kth_smallest(ds[:m], m // 2)
         for j in range(m):
@@ -232,10 +245,18 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
     n = vals.shape[0]
     k = min(n, _SAMPLE)
     sample = np.empty(k, np.float64)
+    q, r = (n // k, n % k) if k > 0 else (0, 0)  # index (j * n) // k, stepped without a division per sample
+    i = 0
+    rem = 0
     for j in range(k):
-        sample[j] = vals[(j * n) // k]
+        sample[j] = vals[i]
+        i += q
+        rem += r
+        if rem >= k:
+            rem -= k
+            i += 1
     ds = np.empty(k, np.int64)
-    scratch = np.empty(1, np.float64)
+    scratch = np.empty(k, np.float64)
     best_c: int = 1 << 62
     best_e = 0
     best_f = 0
@@ -289,33 +310,67 @@ def alp_ints(vals: np.ndarray, e: int, f: int) -> tuple[np.ndarray, np.ndarray, 
     """
     n = vals.shape[0]
     bits = vals.view(np.uint64)
+    fe = F10[e]
+    ff = F10[f]
     d = np.empty(n, np.int64)
-    ok = np.empty(n, np.bool_)
-    filler = np.int64(0)
-    have = False
-    for i in range(n):
-        t = vals[i] * F10[e] / F10[f]
-        ok[i] = abs(t) < _LIMIT
-        if ok[i]:
-            d[i] = np.int64((t + _MAGIC) - _MAGIC)
-            if not have:
+    dec = np.empty(n, np.float64)
+    bad = 0
+    # multiplying or dividing by 10^0 = 1.0 is exact (NaN stays NaN), so those steps are skipped
+    if f == 0:
+        for i in range(n):  # branch-free: vectorises
+            t = vals[i] * fe
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            d[i] = np.int64((t + _MAGIC) - _MAGIC) if ok else 0
+    elif e == 0:
+        for i in range(n):
+            t = vals[i] / ff
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            d[i] = np.int64((t + _MAGIC) - _MAGIC) if ok else 0
+    else:
+        for i in range(n):
+            t = vals[i] * fe / ff
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            d[i] = np.int64((t + _MAGIC) - _MAGIC) if ok else 0
+    inexact = 0
+    corr = np.empty(n, np.uint64)
+    decb = dec.view(np.uint64)
+    if bad > 0:  # out-of-range values take the last in-range integer before them (else the first one)
+        okm = np.empty(n, np.bool_)
+        filler = np.int64(0)
+        have = False
+        for i in range(n):
+            okm[i] = abs(vals[i] * fe / ff) < _LIMIT
+            if okm[i] and not have:
                 filler = d[i]
                 have = True
+        for i in range(n):
+            if okm[i]:
+                filler = d[i]
+            else:
+                d[i] = filler
+        for i in range(n):
+            dec[i] = np.float64(d[i]) * ff / fe
+        for i in range(n):
+            corr[i] = zigzag(bits[i] - decb[i])
+            if corr[i] != U64(0) and okm[i] and vals[i] != 0.0:
+                inexact += 1
+        return d, corr, inexact
+    if f == 0:
+        for i in range(n):
+            dec[i] = np.float64(d[i]) / fe
+    elif e == 0:
+        for i in range(n):
+            dec[i] = np.float64(d[i]) * ff
+    else:
+        for i in range(n):
+            dec[i] = np.float64(d[i]) * ff / fe
     for i in range(n):
-        if ok[i]:
-            filler = d[i]
-        else:
-            d[i] = filler
-    dec = np.empty(n, np.float64)
-    for i in range(n):
-        dec[i] = np.float64(d[i]) * F10[f] / F10[e]
-    decb = dec.view(np.uint64)
-    corr = np.empty(n, np.uint64)
-    inexact = 0
-    for i in range(n):
-        corr[i] = zigzag(bits[i] - decb[i])
-        if corr[i] != U64(0) and ok[i] and vals[i] != 0.0:
-            inexact += 1
+        c = zigzag(bits[i] - decb[i])
+        corr[i] = c
+        inexact += 1 if (c != U64(0) and vals[i] != 0.0) else 0
     return d, corr, inexact
 
 

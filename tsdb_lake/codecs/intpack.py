@@ -37,6 +37,7 @@ __all__ = [
     "ints_plan",
     "ints_write",
     "kth_smallest",
+    "kth_smallest_ws",
     "pfor_add_zigzag",
     "pfor_read",
     "pfor_stream_cost",
@@ -59,6 +60,12 @@ def kth_smallest(x: np.ndarray, k: int) -> np.int64:
 
     Counts values when their range is narrow (the usual case for deltas), else falls back to ``np.partition``.
     """
+    return kth_smallest_ws(x, k, np.empty(_COUNT_SPAN, np.int64))
+
+
+@njit(cache=True)
+def kth_smallest_ws(x: np.ndarray, k: int, cnt: np.ndarray) -> np.int64:
+    """:func:`kth_smallest` with a caller's work array ``cnt`` of at least ``_COUNT_SPAN`` int64 entries."""
     lo = x[0]
     hi = x[0]
     for i in range(1, x.shape[0]):
@@ -66,7 +73,8 @@ def kth_smallest(x: np.ndarray, k: int) -> np.int64:
         hi = max(hi, x[i])
     if U64(hi) - U64(lo) < U64(_COUNT_SPAN):
         span = int(hi - lo) + 1
-        cnt = np.zeros(span, np.int64)
+        for j in range(span):
+            cnt[j] = 0
         for i in range(x.shape[0]):
             cnt[x[i] - lo] += 1
         acc = 0
@@ -77,13 +85,12 @@ def kth_smallest(x: np.ndarray, k: int) -> np.int64:
     return np.partition(x, k)[k]
 
 
-@njit(cache=True)
-def _block_choice(u: np.ndarray, s: int, n: int, hist: np.ndarray) -> tuple[int, int, int]:
+@njit(cache=True, inline="always")
+def _block_choice(u: np.ndarray, s: int, n: int) -> tuple[int, int, int]:
     """Cheapest layout of block ``u[s:s+n]``: ``(cost in bits, width w or -1 for all-zero, max bit length)``.
 
-    Ties go to the larger ``w``. ``hist`` is unused (kept for callers' signatures). Counts of values wider
-    than ``w`` come from vectorised passes, ``w`` descending; the scan stops once even an ideal smaller ``w``
-    (``22 + above · (7 + maxlen)`` bits) cannot beat the best.
+    Ties go to the larger ``w``. Counts of values wider than ``w`` come from vectorised passes that each count four widths at once, ``w`` descending; the scan
+    stops once even an ideal smaller ``w`` (``22 + above · (7 + maxlen)`` bits) cannot beat the best.
     """
     acc = U64(0)
     for i in range(s, s + n):
@@ -93,17 +100,34 @@ def _block_choice(u: np.ndarray, s: int, n: int, hist: np.ndarray) -> tuple[int,
     maxlen = bitlen(acc)
     best = 16 + n * maxlen
     bw = maxlen
-    for w in range(maxlen - 1, -1, -1):
-        above = 0  # values longer than w
-        sh = U64(w)
+    top = maxlen - 1
+    while top >= 0:
+        s0 = U64(top)
+        s1 = U64(max(top - 1, 0))
+        s2 = U64(max(top - 2, 0))
+        s3 = U64(max(top - 3, 0))
+        a0 = 0  # values longer than top, top - 1, top - 2, top - 3
+        a1 = 0
+        a2 = 0
+        a3 = 0
         for i in range(s, s + n):
-            above += 1 if (u[i] >> sh) != U64(0) else 0
-        cost = 22 + n * w + above * (7 + maxlen - w)
-        if cost < best:
-            best = cost
-            bw = w
-        if 22 + above * (7 + maxlen) >= best:
-            break
+            x = u[i]
+            a0 += 1 if (x >> s0) != U64(0) else 0
+            a1 += 1 if (x >> s1) != U64(0) else 0
+            a2 += 1 if (x >> s2) != U64(0) else 0
+            a3 += 1 if (x >> s3) != U64(0) else 0
+        for j in range(4):
+            w = top - j
+            if w < 0:
+                return best, bw, maxlen
+            above = a0 if j == 0 else (a1 if j == 1 else (a2 if j == 2 else a3))
+            cost = 22 + n * w + above * (7 + maxlen - w)
+            if cost < best:
+                best = cost
+                bw = w
+            if 22 + above * (7 + maxlen) >= best:
+                return best, bw, maxlen
+        top -= 4
     return best, bw, maxlen
 
 
@@ -112,9 +136,8 @@ def pfor_stream_cost(u: np.ndarray) -> int:
     """Bits :func:`pfor_write` would use for all of ``u``."""
     total = 0
     m = u.shape[0]
-    hist = np.empty(0, np.int64)
     for s in range(0, m, BLOCK):
-        c, _, _ = _block_choice(u, s, min(BLOCK, m - s), hist)
+        c, _, _ = _block_choice(u, s, min(BLOCK, m - s))
         total += c
     return total
 
@@ -146,10 +169,9 @@ def _pack(words: np.ndarray, pos: int, u: np.ndarray, s: int, n: int, w: int) ->
 def pfor_write(words: np.ndarray, pos: int, u: np.ndarray) -> int:
     """Append ``u`` (uint64) as PFOR blocks; return the new bit position."""
     m = u.shape[0]
-    hist = np.empty(0, np.int64)
     for s in range(0, m, BLOCK):
         n = min(BLOCK, m - s)
-        _, w, maxlen = _block_choice(u, s, n, hist)
+        _, w, maxlen = _block_choice(u, s, n)
         if w < 0:
             pos = put(words, pos, U64(1), 1)
             continue
@@ -308,42 +330,38 @@ def ints_plan(x: np.ndarray, allow_for: bool) -> tuple[int, int, np.ndarray, np.
     n = x.shape[0]
     best_mode = -1
     best_cost = 1 << 62
-    u_best = np.empty(0, np.uint64)
     param = U64(0)
+    # one work buffer: the DOD, DELTA and FOR values side by side (the winner's is returned as a view)
+    work = np.empty(3 * n + _COUNT_SPAN, np.uint64)
+    u_best = work[:0]
     # delta-of-delta first, so it wins ties (regular timestamps)
     if n >= 2:
         d0 = x[1] - x[0]
-        u = np.empty(n - 2, np.uint64)
-        prev = d0
-        for i in range(2, n):
-            d = x[i] - x[i - 1]
-            u[i - 2] = zigzag(d - prev)
-            prev = d
+        u = work[: n - 2]
+        for i in range(n - 2):  # no loop-carried state and non-negative indices: this loop vectorises
+            u[i] = zigzag((x[i + 2] - x[i + 1]) - (x[i + 1] - x[i]))
         cost = 8 + 64 + varint_bits(zigzag(d0)) + pfor_stream_cost(u)
         if cost < best_cost:
             best_cost, best_mode, u_best, param = cost, MODE_DOD, u, d0
     # delta around the (lower) median delta; its size is at least header + varint + all-zero blocks
     if best_cost > 8 + 64 + 8 + _zero_blocks(n - 1):
+        u = work[n : 2 * n - 1]
         base = U64(0)
         if n >= 2:
-            d = np.empty(n - 1, np.int64)
-            for i in range(1, n):
-                d[i - 1] = np.int64(x[i] - x[i - 1])
-            k = (n - 1) // 2
-            base = U64(kth_smallest(d, k))
-        u = np.empty(n - 1, np.uint64)
+            for i in range(n - 1):
+                u[i] = x[i + 1] - x[i]
+            base = U64(kth_smallest_ws(u.view(np.int64), (n - 1) // 2, work[3 * n :].view(np.int64)))
         for i in range(n - 1):
-            u[i] = zigzag((x[i + 1] - x[i]) - base)
+            u[i] = zigzag(u[i] - base)
         cost = 8 + 64 + varint_bits(zigzag(base)) + pfor_stream_cost(u)
         if cost < best_cost:
             best_cost, best_mode, u_best, param = cost, MODE_DELTA, u, base
     if allow_for and best_cost > 8 + 64 + _zero_blocks(n):
         mn = np.int64(x[0])
         for i in range(n):
-            if np.int64(x[i]) < mn:
-                mn = np.int64(x[i])
+            mn = min(mn, np.int64(x[i]))
         umn = U64(mn)
-        u = np.empty(n, np.uint64)
+        u = work[2 * n : 3 * n]
         for i in range(n):
             u[i] = x[i] - umn
         cost = 8 + 64 + pfor_stream_cost(u)

@@ -11,7 +11,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from tsdb_lake.codecs.alpans import alp_ans_decode, alp_ans_encode_ints, alp_ans_max_bits
+from tsdb_lake.codecs.alpans import (
+    alp_ans_decode,
+    alp_ans_max_bits,
+    alp_ans_plan,
+    alp_ans_plan_bits,
+    alp_ans_write,
+)
 from tsdb_lake.codecs.bits import (
     E_BAD_FIELD,
     E_CODEC,
@@ -154,16 +160,10 @@ def _alp_plan(
     precise exponent pair (``e + 1``, or ``f - 1``) is tried too. Sizes are exact, so the first smallest wins.
     """
     cands = alp_candidates(vals)
-    best = 1 << 62
-    be = 0
-    bf = 0
-    inexact = 0
-    bd = np.empty(0, np.int64)
-    bc = np.empty(0, np.uint64)
-    bmode = 0
-    bu = np.empty(0, np.uint64)
-    bparam = U64(0)
-    for r in range(cands.shape[0]):
+    be = cands[0, 0]
+    bf = cands[0, 1]
+    best, bd, bc, inexact, bmode, bu, bparam = _alp_try(vals, be, bf)
+    for r in range(1, cands.shape[0]):
         c, d, corr, k, mode, u, param = _alp_try(vals, cands[r, 0], cands[r, 1])
         if c < best:
             best, be, bf, inexact, bd, bc, bmode, bu, bparam = (
@@ -221,11 +221,13 @@ def _alp_words(vals: np.ndarray) -> tuple[np.ndarray, int, int, int, np.ndarray,
 def _alp_ans_words(d: np.ndarray, corr: np.ndarray, e: int, f: int) -> tuple[np.ndarray, int]:
     """An ALP_ANS blob of the ALP integers ``d`` and corrections ``corr`` of exponents ``(e, f)``."""
     n = d.shape[0]
-    words = new_words(_HEADER_BITS + alp_ans_max_bits(n))
-    pos = _header(words, C_ALP_ANS, n)
     if n == 0:
-        return words, pos
-    return words, alp_ans_encode_ints(words, pos, d, corr, e, f)
+        words = new_words(_HEADER_BITS)
+        return words, _header(words, C_ALP_ANS, 0)
+    plan = alp_ans_plan(d, corr)
+    words = new_words(_HEADER_BITS + alp_ans_plan_bits(n, plan))  # a tight bound: less to zero
+    pos = _header(words, C_ALP_ANS, n)
+    return words, alp_ans_write(words, pos, d, corr, e, f, plan)
 
 
 @njit(cache=True)
@@ -286,21 +288,13 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
         if rb <= best:
             best = rb
             pre = C_RLE
-    alp: int = 1 << 62
-    ans: int = 1 << 62
-    ans_w = new_words(0)
-    ans_pos = 0
-    e = 0
-    f = 0
-    d = np.empty(0, np.int64)
-    corr = np.empty(0, np.uint64)
-    mode = 0
-    u = np.empty(0, np.uint64)
-    param = U64(0)
-    if n > 0 and best > _alp_floor(n):
-        alp, e, f, d, corr, mode, u, param = _alp_plan(vals)  # exact size; written only if it wins
-        ans_w, ans_pos = _alp_ans_words(d, corr, e, f)
-        ans = ans_pos - 8 - varint_bits(U64(n))
+    if n == 0 or best <= _alp_floor(n):  # neither ALP nor ALP_ANS can win
+        if gorilla_bits(bits, best) < best:
+            return float_words(C_GORILLA, vals)
+        return float_words(pre, vals)
+    alp, e, f, d, corr, mode, u, param = _alp_plan(vals)  # exact size; written only if it wins
+    ans_w, ans_pos = _alp_ans_words(d, corr, e, f)
+    ans = ans_pos - 8 - varint_bits(U64(n))
     limit = min(best, min(alp, ans) + 1)
     if gorilla_bits(bits, limit) < limit:
         return float_words(C_GORILLA, vals)
