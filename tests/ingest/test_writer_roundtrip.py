@@ -64,6 +64,19 @@ def test_flush_makes_points_visible_to_new_readers(lake: tsdb_lake.Lake, lake_ta
     assert len(files) == len({int(t) // H for t in frame["time"].to_list()})
 
 
+def test_batch_durability_syncs_the_wal_before_write_returns(lake: tsdb_lake.Lake) -> None:
+    with lake.writer(tenant="acme", durability="batch") as w:
+        wal = w._wal
+        for i in range(3):
+            before = wal.fsync_count
+            w.write("cpu", _frame(100, seed=i))
+            assert wal.fsync_count == before + 1  # the record is on stable storage once write returns
+    with lake.writer(tenant="acme", durability="none") as w:
+        before = w._wal.fsync_count
+        w.write("cpu", _frame(100, seed=9))
+        assert w._wal.fsync_count == before
+
+
 def test_read_your_writes_before_flush(lake: tsdb_lake.Lake) -> None:
     with lake.writer(tenant="acme") as w:
         w.write("cpu", _frame(50))

@@ -152,6 +152,21 @@ def test_durability_batch_fsyncs_per_call(tmp_path: Path) -> None:
         assert wal.fsync_count == 6
 
 
+def test_deferred_sync_leaves_the_fsync_to_the_caller(tmp_path: Path) -> None:
+    with WAL(tmp_path, durability="batch") as wal:
+        assert wal.append_many([payload(1), payload(2)], defer_sync=True) == [1, 2]
+        assert wal.fsync_count == 0
+        assert wal.append_many([payload(3)], defer_sync=True) == [3]
+        wal.sync()  # one fsync covers every deferred append
+        assert wal.fsync_count == 1
+        wal.sync()
+        assert wal.fsync_count == 1
+        wal.append(payload(4))
+        assert wal.fsync_count == 2
+    with WAL(tmp_path) as wal:
+        assert [r.payload for r in wal.replay()] == [payload(i) for i in range(1, 5)]
+
+
 def test_durability_none_never_fsyncs_records(tmp_path: Path) -> None:
     with WAL(tmp_path, durability="none") as wal:
         for i in range(20):

@@ -237,7 +237,9 @@ class Writer:
             evolved = {metric: self._evolved(metric, nf, counters) for metric, nf in frames.items()}
             self._check_cardinality(frames)
             payloads = [encode_record(metric, nf.batch) for metric, nf in frames.items()]
-            lsns = self._wal.append_many(payloads)
+            # Logged in LSN order under the lock; the fsync follows outside it (below), so flushes and other
+            # writers are not held up by it. A flush syncs the WAL itself before it commits.
+            lsns = self._wal.append_many(payloads, defer_sync=True)
             points = 0
             for (metric, nf), lsn in zip(frames.items(), lsns, strict=True):
                 self._active.add(metric, nf.batch, lsn)
@@ -248,6 +250,8 @@ class Writer:
             self.stats["points"] += points
             if self._active.nbytes >= self.options.flush_bytes or self._completed_due():
                 self._wake.set()
+        if self._wal.durability == "batch":
+            self._wal.sync()  # acknowledged only once on stable storage
         return points
 
     def _check_cardinality(self, frames: Mapping[str, NormalizedFrame]) -> None:

@@ -379,14 +379,20 @@ class WAL:
     # ----------------------------------------------------------------- appends
     def append(self, payload: bytes | bytearray | memoryview) -> int:
         """Append one record and return its LSN; under ``"batch"`` it is on stable storage on return."""
-        return self._append([_as_view(payload)])[0]
+        return self._append([_as_view(payload)], sync=True)[0]
 
-    def append_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> list[int]:
-        """Append records with consecutive LSNs as one group: one write per segment touched, one fsync."""
+    def append_many(
+        self, payloads: Sequence[bytes | bytearray | memoryview], *, defer_sync: bool = False
+    ) -> list[int]:
+        """Append records with consecutive LSNs as one group: one write per segment touched, one fsync.
+
+        ``defer_sync=True`` skips the ``"batch"`` fsync: the caller must call :meth:`sync` before it treats
+        the records as durable (so that it can do other work, without its own locks held, meanwhile).
+        """
         views = [_as_view(p) for p in payloads]
-        return self._append(views) if views else []
+        return self._append(views, sync=not defer_sync) if views else []
 
-    def _append(self, views: list[memoryview]) -> list[int]:
+    def _append(self, views: list[memoryview], *, sync: bool) -> list[int]:
         with self._lock:
             self._ready_locked()
             first = self._next_lsn
@@ -407,7 +413,7 @@ class WAL:
                     self._rotate_locked()
                     continue
                 self._write_chunk_locked(seg, views[start:i], chunk)
-            if self._durability == "batch":
+            if sync and self._durability == "batch":
                 self._sync_locked()
             return list(range(first, self._next_lsn))
 
