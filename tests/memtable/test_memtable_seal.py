@@ -12,8 +12,14 @@ from tsdb_lake.model import series_id, series_key
 from tsdb_lake.points import SeriesIdCache
 
 
-def _batch(times: list[int], hosts: list[str | None], a: list[float | None], b: list[float | None] | None = None) -> pa.Table:
-    cols = {"time": pa.array(times, pa.int64()), "host": pa.array(hosts, pa.string()), "a": pa.array(a, pa.float64())}
+def _batch(
+    times: list[int], hosts: list[str | None], a: list[float | None], b: list[float | None] | None = None
+) -> pa.Table:
+    cols = {
+        "time": pa.array(times, pa.int64()),
+        "host": pa.array(hosts, pa.string()),
+        "a": pa.array(a, pa.float64()),
+    }
     if b is not None:
         cols["b"] = pa.array(b, pa.float64())
     return pa.table(cols)
@@ -22,7 +28,11 @@ def _batch(times: list[int], hosts: list[str | None], a: list[float | None], b: 
 def test_batches_split_by_hour_including_negative_times() -> None:
     mt = Memtable()
     mt.add("cpu", _batch([-1, 0, HOUR_NS, HOUR_NS + 5], ["x"] * 4, [1.0, 2.0, 3.0, 4.0]), lsn=7)
-    assert mt.partitions() == [PartitionKey("cpu", -HOUR_NS), PartitionKey("cpu", 0), PartitionKey("cpu", HOUR_NS)]
+    assert mt.partitions() == [
+        PartitionKey("cpu", -HOUR_NS),
+        PartitionKey("cpu", 0),
+        PartitionKey("cpu", HOUR_NS),
+    ]
     assert mt.rows == 4 and mt.max_lsn == 7
 
 
@@ -52,7 +62,13 @@ def test_null_label_is_a_distinct_series_from_present_label() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["a", "b"]), st.floats(allow_nan=False)), min_size=1, max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.sampled_from(["a", "b"]), st.floats(allow_nan=False)),
+        min_size=1,
+        max_size=60,
+    )
+)
 def test_seal_matches_a_dictionary_model(points: list[tuple[int, str, float]]) -> None:
     mt = Memtable()
     for i in range(0, len(points), 7):

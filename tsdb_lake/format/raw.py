@@ -24,6 +24,7 @@ the catalog.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -39,6 +40,7 @@ from pyarrow._parquet import ParquetReader
 
 from tsdb_lake import codecs
 from tsdb_lake.errors import BackendReadError, CorruptBlockError
+from tsdb_lake.format import chunkstats
 from tsdb_lake.model import TIME_COLUMN
 from tsdb_lake.points import SERIES_ID
 from tsdb_lake.storage.base import Storage
@@ -120,15 +122,26 @@ class RawFileInfo:
 
 def _chunk_bounds(series: np.ndarray, max_points: int) -> np.ndarray:
     """Start offsets of chunks: a new chunk at each series change and every ``max_points`` within a series."""
-    n = len(series)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.concatenate(([0], np.flatnonzero(series[1:] != series[:-1]) + 1)).astype(np.int64)
-    per = (np.diff(np.append(starts, n)) + max_points - 1) // max_points
-    if bool((per == 1).all()):
-        return starts
-    first_of_run = np.repeat(np.cumsum(per) - per, per)
-    return np.repeat(starts, per) + (np.arange(int(per.sum()), dtype=np.int64) - first_of_run) * max_points
+    if max_points < 1:
+        raise ValueError(f"max_points must be positive, got {max_points}")
+    return chunkstats.chunk_starts(np.ascontiguousarray(series), max_points)  # type: ignore[no-any-return]
+
+
+def _string_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one ``pa.string()`` array; a ``large_string`` array under 2 GiB is converted through its
+    buffers (polars hands out ``large_string``; Arrow's cast costs more for the few values of a chunk table)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.type == pa.string():
+        return arr
+    if arr.type != pa.large_string() or arr.offset:
+        return arr.cast(pa.string())
+    validity, off_buf, data = arr.buffers()
+    off = np.frombuffer(off_buf, np.int64, len(arr) + 1)
+    if int(off[-1]) >= 2**31:
+        return arr.cast(pa.string())
+    return pa.Array.from_buffers(
+        pa.string(), len(arr), [validity, pa.py_buffer(off.astype(np.int32)), data], null_count=arr.null_count
+    )
 
 
 def _binary_array(data: np.ndarray, offsets: np.ndarray, present: np.ndarray | None = None) -> pa.Array:
@@ -173,37 +186,43 @@ def encode_chunks(
     starts = _chunk_bounds(sids, max_chunk_points)
     offsets = np.append(starts, n).astype(np.int64)
     counts = np.diff(offsets).astype(np.int32)
-    columns: dict[str, pa.Array] = {SERIES_ID: pa.array(sids[starts], pa.uint64())}
+    chunk_sids = sids[starts]
+    columns: dict[str, pa.Array] = {SERIES_ID: pa.array(chunk_sids, pa.uint64())}
     source = frame if series is None else series
     present_labels = [label for label in labels if label in source.columns]
-    if series is not None and n and present_labels:
+    rows: np.ndarray | None = None  # the series frame's row of each chunk (None: the rows in order)
+    if series is not None and present_labels:
         known = series.get_column(SERIES_ID).to_numpy()
-        order = np.argsort(known)
-        pos = np.minimum(np.searchsorted(known, sids[starts], sorter=order), len(known) - 1)
-        rows = order[pos]
-        if not np.array_equal(known[rows], sids[starts]):
-            raise ValueError("encode_chunks: a series id of the frame is missing from the series frame")
-        first = series.select(present_labels)[rows]
-    elif n and present_labels:
-        first = frame.select(present_labels)[starts]
-    else:
-        first = source.select(present_labels).clear()
+        if not n:
+            rows = np.zeros(0, np.int64)
+        elif not (len(known) == len(chunk_sids) and np.array_equal(known, chunk_sids)):
+            order = np.argsort(known)
+            pos = np.minimum(np.searchsorted(known, chunk_sids, sorter=order), len(known) - 1)
+            rows = order[pos]
+            if not np.array_equal(known[rows], chunk_sids):
+                raise ValueError("encode_chunks: a series id of the frame is missing from the series frame")
+    if series is not None and rows is not None:
+        series = series[rows]  # one row per chunk
     for label in labels:
-        if label in present_labels:
-            columns[label] = first.get_column(label).cast(pl.String).to_arrow().cast(pa.string())
-        else:
+        if label not in present_labels:
             columns[label] = pa.nulls(len(starts), pa.string())
+            continue
+        col = frame.get_column(label).gather(starts) if series is None else series.get_column(label)
+        columns[label] = _string_array((col if col.dtype == pl.String else col.cast(pl.String)).to_arrow())
     columns[T_MIN] = pa.array(times[starts], pa.int64())
     columns[T_MAX] = pa.array(times[offsets[1:] - 1], pa.int64())
     columns[COUNT] = pa.array(counts, pa.int32())
     columns[TIME_BLOB] = _binary_array(*codecs.encode_timestamps_many(times, offsets))
     for name, dtype in fields.items():
-        columns.update(_encode_field(frame, name, dtype, offsets))
+        columns.update(_encode_field(frame, name, dtype, offsets, columns[COUNT]))
     return pa.table(columns)
 
 
-def _encode_field(frame: pl.DataFrame, name: str, dtype: str, offsets: np.ndarray) -> dict[str, pa.Array]:
-    """The blob, validity, count, min and max columns of one field; chunk ``i`` is ``offsets[i]:offsets[i+1]``.
+def _encode_field(
+    frame: pl.DataFrame, name: str, dtype: str, offsets: np.ndarray, counts: pa.Array | None = None
+) -> dict[str, pa.Array]:
+    """The blob, validity, count, min and max columns of one field; chunk ``i`` is ``offsets[i]:offsets[i+1]``
+    (``counts``: the chunks' point counts as an int32 array, reused as the count of a field without nulls).
 
     One batched codec call encodes every chunk's non-null values; min / max ignore NaN and are null when a
     chunk has no (non-NaN) value; a validity bitmap is written only for chunks with some nulls.
@@ -219,55 +238,57 @@ def _encode_field(frame: pl.DataFrame, name: str, dtype: str, offsets: np.ndarra
             max_col(name): pa.nulls(nchunks, arrow_type),
         }
     series = frame.get_column(name)
-    np_dtype = np.int64 if dtype == "int64" else np.float64
-    has_nulls = series.null_count() > 0
-    filled = series.fill_null(0) if has_nulls else series
-    values = np.ascontiguousarray(
-        filled.cast(pl.Int64 if dtype == "int64" else pl.Float64).to_numpy(), np_dtype
-    )
+    pl_type, np_dtype = (pl.Int64, np.int64) if dtype == "int64" else (pl.Float64, np.float64)
+    if series.dtype != pl_type:
+        series = series.cast(pl_type)
     bitmaps = pa.nulls(nchunks, pa.binary())
-    if has_nulls:
-        valid = ~series.is_null().to_numpy()
-        cum = np.zeros(len(valid) + 1, np.int64)
-        np.cumsum(valid, out=cum[1:])
-        voff = cum[offsets]
-        values = values[valid]
+    offsets_diff = np.diff(offsets)
+    if series.null_count() > 0:
+        valid = series.is_not_null().to_numpy()
+        filled = np.ascontiguousarray(series.fill_null(0).to_numpy(), np_dtype)
+        values, voff = chunkstats.compact_valid(filled, valid, offsets)
         n_valid = np.diff(voff)
-        partial = np.flatnonzero((n_valid > 0) & (n_valid < np.diff(offsets)))
-        if len(partial):
-            maps: list[bytes | None] = [None] * nchunks
-            for i in partial.tolist():
-                maps[i] = np.packbits(valid[offsets[i] : offsets[i + 1]], bitorder="little").tobytes()
-            bitmaps = pa.array(maps, pa.binary())
+        partial = (n_valid > 0) & (n_valid < offsets_diff)
+        if partial.any():
+            bitmaps = _binary_array(*chunkstats.validity_bitmaps(valid, offsets, partial), partial)
     else:
+        values = np.ascontiguousarray(series.to_numpy(), np_dtype)
         voff = offsets
-        n_valid = np.diff(offsets)
+        n_valid = offsets_diff
     present = n_valid > 0
-    idx = np.flatnonzero(present)
     encode = codecs.encode_ints_many if dtype == "int64" else codecs.encode_floats_many
-    blob_lens = np.zeros(nchunks, np.int64)
-    data = np.zeros(0, np.uint8)
+    idx = np.flatnonzero(present)
+    if len(idx) == nchunks:
+        data, blob_off = encode(values, voff) if nchunks else (np.zeros(0, np.uint8), np.zeros(1, np.int64))
+        blobs = _binary_array(data, blob_off)
+    else:
+        blob_lens = np.zeros(nchunks, np.int64)
+        data = np.zeros(0, np.uint8)
+        if len(idx):
+            data, boff = encode(values, np.append(voff[idx], voff[idx[-1] + 1]))
+            blob_lens[idx] = np.diff(boff)
+        blob_off = np.zeros(nchunks + 1, np.int64)
+        np.cumsum(blob_lens, out=blob_off[1:])
+        blobs = _binary_array(data, blob_off, present)
     lo = np.zeros(nchunks, np_dtype)
     hi = np.zeros(nchunks, np_dtype)
     if len(idx):
-        data, boff = encode(values, np.append(voff[idx], voff[idx[-1] + 1]))
-        blob_lens[idx] = np.diff(boff)
+        # fmin / fmax skip NaN; a chunk of only NaN stays NaN and becomes null below
+        low, high = (np.minimum, np.maximum) if dtype == "int64" else (np.fmin, np.fmax)
         first = voff[idx]
-        if dtype == "int64":
-            lo[idx] = np.minimum.reduceat(values, first)
-            hi[idx] = np.maximum.reduceat(values, first)
-        else:  # fmin / fmax skip NaN; a chunk of only NaN stays NaN and becomes null below
-            lo[idx] = np.fmin.reduceat(values, first)
-            hi[idx] = np.fmax.reduceat(values, first)
-    blob_off = np.zeros(nchunks + 1, np.int64)
-    np.cumsum(blob_lens, out=blob_off[1:])
+        if len(idx) == nchunks:
+            lo, hi = low.reduceat(values, first), high.reduceat(values, first)
+        else:
+            lo[idx], hi[idx] = low.reduceat(values, first), high.reduceat(values, first)
     no_stat = ~present if dtype == "int64" else ~present | np.isnan(lo)
+    mask = no_stat if no_stat.any() else None
+    reuse_counts = counts is not None and n_valid is offsets_diff
     return {
-        name: _binary_array(data, blob_off, present),
+        name: blobs,
         valid_col(name): bitmaps,
-        n_col(name): pa.array(n_valid.astype(np.int32)),
-        min_col(name): pa.array(lo, arrow_type, mask=no_stat),
-        max_col(name): pa.array(hi, arrow_type, mask=no_stat),
+        n_col(name): counts if reuse_counts else pa.array(n_valid.astype(np.int32)),
+        min_col(name): pa.array(lo, arrow_type, mask=mask),
+        max_col(name): pa.array(hi, arrow_type, mask=mask),
     }
 
 
@@ -280,7 +301,6 @@ def write_raw_file(
     metadata: Mapping[str, str] | None = None,
 ) -> RawFileInfo:
     """Write an encoded chunk table to ``key`` and return its statistics for the catalog."""
-    blob_cols = [TIME_BLOB, *fields, *(valid_col(f) for f in fields)]
     meta = {
         "tsdb_lake.format_version": str(FORMAT_VERSION),
         "tsdb_lake.kind": "raw",
@@ -288,10 +308,7 @@ def write_raw_file(
         "tsdb_lake.fields": json.dumps(dict(fields)),
         **(metadata or {}),
     }
-    compression = {c: ("NONE" if c in blob_cols else "ZSTD") for c in chunks.column_names}
-    # Value and timestamp blobs: DELTA_LENGTH_BYTE_ARRAY stores their lengths bit-packed (about 1 byte a blob
-    # instead of PLAIN's 4-byte prefix; 0.010 B/value on TSBS). Validity bitmaps are mostly null: PLAIN.
-    length_coded = {c: "DELTA_LENGTH_BYTE_ARRAY" for c in (TIME_BLOB, *fields)}
+    compression, length_coded = _writer_options(tuple(chunks.column_names), tuple(fields))
     with storage.open_output(key) as sink:
         # The footer holds the tsdb_lake.* key/values but no base64 Arrow schema (``store_schema=False``):
         # the Parquet types map back exactly (UINT64, UTF8, BYTE_ARRAY, INT32 / INT64, DOUBLE) and the
@@ -299,9 +316,9 @@ def write_raw_file(
         with pq.ParquetWriter(
             sink,
             chunks.schema.remove_metadata(),
-            compression=compression,
+            compression=dict(compression),
             use_dictionary=list(labels),
-            column_encoding=length_coded,
+            column_encoding=dict(length_coded),
             write_statistics=[SERIES_ID, T_MIN, T_MAX, *labels],
             store_schema=False,
         ) as writer:
@@ -311,27 +328,42 @@ def write_raw_file(
     return _file_info(key, size or 0, chunks, labels, fields)
 
 
+@functools.lru_cache(maxsize=64)
+def _writer_options(
+    columns: tuple[str, ...], fields: tuple[str, ...]
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """Per-column Parquet compression and encodings of a raw file (blobs are not compressed)."""
+    blob_cols = {TIME_BLOB, *fields, *(valid_col(f) for f in fields)}
+    compression = tuple((c, "NONE" if c in blob_cols else "ZSTD") for c in columns)
+    # Value and timestamp blobs: DELTA_LENGTH_BYTE_ARRAY stores their lengths bit-packed (about 1 byte a blob
+    # instead of PLAIN's 4-byte prefix; 0.010 B/value on TSBS). Validity bitmaps are mostly null: PLAIN.
+    length_coded = tuple((c, "DELTA_LENGTH_BYTE_ARRAY") for c in (TIME_BLOB, *fields))
+    return compression, length_coded
+
+
 def _file_info(
     key: str, size: int, chunks: pa.Table, labels: Sequence[str], fields: Mapping[str, str]
 ) -> RawFileInfo:
-    sids = chunks.column(SERIES_ID).to_numpy()
+    sids = _numpy_of(chunks.column(SERIES_ID))
+    ordered = len(sids) < 2 or bool((sids[1:] >= sids[:-1]).all())
     info = RawFileInfo(
         key=key,
         bytes=size,
         rows=chunks.num_rows,
-        points=int(np.asarray(chunks.column(COUNT)).sum()),
-        series=len(np.unique(sids)),
-        min_time=int(np.asarray(chunks.column(T_MIN)).min()),
-        max_time=int(np.asarray(chunks.column(T_MAX)).max()),
+        points=int(_numpy_of(chunks.column(COUNT)).sum()),
+        series=int(np.count_nonzero(sids[1:] != sids[:-1])) + 1
+        if ordered and len(sids)
+        else len(np.unique(sids)),
+        min_time=int(_numpy_of(chunks.column(T_MIN)).min()),
+        max_time=int(_numpy_of(chunks.column(T_MAX)).max()),
         series_min=int(sids.min()),
         series_max=int(sids.max()),
     )
     for f, dtype in fields.items():
-        n = int(np.asarray(chunks.column(n_col(f))).sum())
-        lo, hi = chunks.column(min_col(f)), chunks.column(max_col(f))
+        n = int(_numpy_of(chunks.column(n_col(f))).sum())
         cast = int if dtype == "int64" else float
-        lo_v = pa.compute.min(lo).as_py()
-        hi_v = pa.compute.max(hi).as_py()
+        lo_v = _extreme(chunks.column(min_col(f)), largest=False)
+        hi_v = _extreme(chunks.column(max_col(f)), largest=True)
         info.field_stats[f] = {
             "count": n,
             "min": None if lo_v is None else cast(lo_v),
@@ -339,10 +371,23 @@ def _file_info(
         }
         info.codecs[f] = _codec_counts(chunks.column(f))
     for label in labels:
-        values = pa.compute.unique(chunks.column(label).drop_null()).to_pylist()
+        values = pa.compute.unique(chunks.column(label)).drop_null().to_pylist()
         if len(values) <= _LABEL_VALUES_LIMIT:
             info.label_values[label] = sorted(values)
     return info
+
+
+def _numpy_of(column: pa.ChunkedArray) -> np.ndarray:
+    """A null-free numeric column as one numpy array (zero-copy for a single chunk)."""
+    return column.chunk(0).to_numpy() if column.num_chunks == 1 else column.to_numpy()
+
+
+def _extreme(column: pa.ChunkedArray, *, largest: bool) -> int | float | None:
+    """The smallest (``largest``: the largest) non-null value of a numeric column; None when all are null."""
+    if column.null_count == len(column):
+        return None
+    values = _numpy_of(column.drop_null() if column.null_count else column)
+    return (values.max() if largest else values.min()).item()  # type: ignore[no-any-return]
 
 
 #: A parsed footer: Parquet metadata, Arrow schema, column index by name and the names of the blob columns.
@@ -429,12 +474,9 @@ def _codec_counts(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
         _, off_buf, data_buf = arr.buffers()
         off = np.frombuffer(off_buf, np.int64 if pa.types.is_large_binary(arr.type) else np.int32)
         off = off[arr.offset : arr.offset + len(arr) + 1]
-        lengths = np.diff(off)
-        keep = lengths > 0
-        if arr.null_count:
-            keep &= np.asarray(arr.is_valid())
+        valid = np.asarray(arr.is_valid()) if arr.null_count else np.ones(len(arr), np.bool_)
         data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        totals += np.bincount(data[off[:-1][keep]], minlength=256)
+        totals += chunkstats.codec_tally(data, off, valid)
     out: dict[str, int] = {}
     for cid in np.flatnonzero(totals).tolist():
         try:

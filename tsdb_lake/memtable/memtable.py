@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from numba import njit
 
 from tsdb_lake.grouping import GROUP_COLUMN, GroupedBatch, group_rows, rows_table
 from tsdb_lake.model import TIME_COLUMN
@@ -231,16 +232,18 @@ class Memtable:
                 *(pl.Series(label, v) for label, v in zip(present, values, strict=True)),
             ]
         )
-        sids = ids[point_groups]
-        points_tables = [b.points for b in batches]
-        table = _concat(points_tables)
-        numeric = pl.from_arrow(table.select([TIME_COLUMN, *(f for f in fields if f in table.column_names)]))
-        assert isinstance(numeric, pl.DataFrame)
-        points = numeric.select(pl.Series(SERIES_ID, sids, pl.UInt64), pl.all())
-        perm = _series_order(point_groups, ids, points.get_column(TIME_COLUMN).to_numpy())
-        if perm is not None:
-            points = points[perm]
-        return merge_duplicates(points, fields), series
+        times = _numpy_column([b.points.column(TIME_COLUMN) for b in batches], np.int64)
+        dest, sids, times = _series_permutation(point_groups, ids, times)
+        columns_out = [pl.Series(SERIES_ID, sids, pl.UInt64), pl.Series(TIME_COLUMN, times, pl.Int64)]
+        lengths = [b.num_rows for b in batches]
+        for name in fields:
+            pieces = [
+                None if (i := b.points.schema.get_field_index(name)) < 0 else b.points.column(i)
+                for b in batches
+            ]
+            if any(p is not None for p in pieces):
+                columns_out.append(_gather_field(name, pieces, lengths, dest))
+        return merge_duplicates(pl.DataFrame(columns_out), fields), series
 
     def scan(self, metric: str, start: int | None = None, end: int | None = None) -> Iterator[pa.Table]:
         """Buffered batches of ``metric`` in full normal form whose partitions overlap ``[start, end)``
@@ -257,29 +260,102 @@ class Memtable:
 
 
 def _series_order(groups: np.ndarray, ids: np.ndarray, times: np.ndarray) -> np.ndarray | None:
-    """:func:`sort_order` of points whose series id is ``ids[groups]``, usually without a general sort.
+    """:func:`sort_order` of points whose series id is ``ids[groups]``, usually without a general sort."""
+    dest = _series_permutation(groups, ids, times)[0]
+    return None if dest is None else _inverse(dest)
 
-    Points of one series usually arrive in time order: then a stable counting (radix) sort by the rank of
-    each point's series id is that permutation. Falls back to :func:`sort_order` otherwise.
+
+def _series_permutation(
+    groups: np.ndarray, ids: np.ndarray, times: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Order points whose series id is ``ids[groups]`` by (series, time), ties in arrival order (as
+    :func:`sort_order`): ``(dest, sorted series ids, sorted times)`` where point ``i`` goes to ``dest[i]``
+    (None when the points already are in that order).
+
+    Points of one series usually arrive in time order: then a stable counting sort by the rank of each point's
+    series id is that order (one numba pass checks the times and counts, a second one places the points).
+    Falls back to :func:`sort_order` otherwise.
     """
-    sids = ids[groups]
     g = len(ids)
-    if len(groups) < 2 or g >= 1 << 16:
-        return sort_order(sids, times)
-    by_id = np.argsort(ids, kind="stable")
-    rank = np.empty(g, np.uint16)
-    rank[by_id] = np.arange(g, dtype=np.uint16)
-    if g > 1 and bool((ids[by_id][1:] == ids[by_id][:-1]).any()):
-        return sort_order(sids, times)  # two groups share a series id: their points interleave by time
-    keys = rank[groups]
-    if bool((keys[1:] >= keys[:-1]).all()):
-        return sort_order(sids, times)  # already grouped by series: check times there
-    perm = np.argsort(keys, kind="stable")  # uint16 keys: numpy's stable sort is a radix sort
-    t = times[perm]
-    k = keys[perm]
-    if not bool(((k[1:] != k[:-1]) | (t[1:] >= t[:-1])).all()):
-        return sort_order(sids, times)
-    return perm
+    if len(groups) >= 2:
+        by_id = np.argsort(ids, kind="stable")
+        if g < 2 or bool((ids[by_id][1:] != ids[by_id][:-1]).all()):  # else two groups share a series id
+            rank = np.empty(g, np.int64)
+            rank[by_id] = np.arange(g, dtype=np.int64)
+            groups = np.ascontiguousarray(groups, np.int64)
+            status, dest, sorted_sids, sorted_times = _counting_order(rank, groups, times, ids)
+            if status == _SORTED:
+                return None, ids[groups], times
+            if status == _PERMUTED:
+                return dest, sorted_sids, sorted_times
+    sids = ids[groups]
+    perm = sort_order(sids, times)
+    if perm is None:
+        return None, sids, times
+    return _inverse(perm), sids[perm], times[perm]
+
+
+def _inverse(perm: np.ndarray) -> np.ndarray:
+    """The inverse of a permutation."""
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm), dtype=perm.dtype)
+    return inv
+
+
+_UNORDERED, _SORTED, _PERMUTED = 0, 1, 2
+
+
+@njit(cache=True)
+def _counting_order(
+    rank: np.ndarray, groups: np.ndarray, times: np.ndarray, ids: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Stable counting sort of points by ``rank[groups]`` when each rank's points arrive in time order.
+
+    Returns ``(_PERMUTED, dest, ids[groups] sorted, times sorted)`` when the counting sort orders the points,
+    ``(_SORTED, ...)`` (empty arrays) when they already are in (rank, time) order and ``(_UNORDERED, ...)``
+    when some rank's times go backwards.
+    """
+    n = groups.shape[0]
+    g = rank.shape[0]
+    counts = np.zeros(g + 1, np.int64)
+    last = np.zeros(g, np.int64)
+    seen = np.zeros(g, np.bool_)
+    grouped = True
+    prev = -1
+    for i in range(n):
+        k = rank[groups[i]]
+        t = times[i]
+        if seen[k] and t < last[k]:
+            return _UNORDERED, np.zeros(0, np.int64), np.zeros(0, ids.dtype), np.zeros(0, np.int64)
+        seen[k] = True
+        last[k] = t
+        counts[k + 1] += 1
+        if k < prev:
+            grouped = False
+        prev = k
+    if grouped:
+        return _SORTED, np.zeros(0, np.int64), np.zeros(0, ids.dtype), np.zeros(0, np.int64)
+    for k in range(g):
+        counts[k + 1] += counts[k]
+    dest = np.empty(n, np.int64)
+    out_sids = np.empty(n, ids.dtype)
+    out_times = np.empty(n, np.int64)
+    for i in range(n):
+        grp = groups[i]
+        k = rank[grp]
+        p = counts[k]
+        counts[k] = p + 1
+        dest[i] = p
+        out_sids[p] = ids[grp]
+        out_times[p] = times[i]
+    return _PERMUTED, dest, out_sids, out_times
+
+
+@njit(cache=True)
+def _scatter(out: np.ndarray, values: np.ndarray, dest: np.ndarray, start: int) -> None:
+    """``out[dest[start + i]] = values[i]`` for every ``i``."""
+    for i in range(values.shape[0]):
+        out[dest[start + i]] = values[i]
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -289,3 +365,49 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     if all(t.num_columns == 0 for t in tables):
         return rows_table(sum(t.num_rows for t in tables))
     return pa.concat_tables(tables, promote_options="default")
+
+
+def _numpy_column(pieces: Sequence[pa.ChunkedArray], dtype: type[np.generic]) -> np.ndarray:
+    """The concatenated values of null-free numeric columns (zero-copy views, at most one copy)."""
+    arrays = [np.asarray(chunk) for piece in pieces for chunk in piece.chunks if len(chunk)]
+    if not arrays:
+        return np.zeros(0, dtype)
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _gather_field(
+    name: str, pieces: Sequence[pa.ChunkedArray | None], lengths: Sequence[int], dest: np.ndarray | None
+) -> pl.Series:
+    """A field's values over every batch (``None``: the batch lacks it, nulls), point ``i`` moved to ``dest[i]``
+    (None: no reordering).
+
+    Null-free int64 / float64 columns are scattered by numba straight from the batches; columns with nulls (or
+    of other types) go through Arrow.
+    """
+    types = {p.type for p in pieces if p is not None}
+    if len(types) > 1:
+        raise pa.ArrowTypeError(
+            f"field {name!r} has different types across batches: {sorted(map(str, types))}"
+        )
+    arrow_type = types.pop()
+    if arrow_type in (pa.int64(), pa.float64()) and all(p is not None and p.null_count == 0 for p in pieces):
+        dtype = np.int64 if arrow_type == pa.int64() else np.float64
+        if dest is None:
+            return pl.Series(name, _numpy_column([p for p in pieces if p is not None], dtype))
+        out = np.empty(len(dest), dtype)
+        pos = 0
+        for piece in pieces:
+            assert piece is not None
+            for chunk in piece.chunks:
+                _scatter(out, np.asarray(chunk), dest, pos)
+                pos += len(chunk)
+        return pl.Series(name, out)
+    arrays = [
+        chunk
+        for p, n in zip(pieces, lengths, strict=True)
+        for chunk in (p.chunks if p is not None else [pa.nulls(n, arrow_type)])
+    ]
+    column = pa.concat_arrays(arrays) if arrays else pa.array([], arrow_type)
+    if dest is not None:
+        column = column.take(pa.array(_inverse(dest)))
+    return pl.Series(name, column)
