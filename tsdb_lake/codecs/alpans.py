@@ -128,42 +128,71 @@ def alp_ans_plan(d: np.ndarray, corr: np.ndarray) -> AnsPlan:
             break
     du = d.view(np.uint64)
     work = np.empty(_WORK, np.int64)
-    for j in range(4 * _T):
+    for j in range(2 * _T):  # DELTA's partial histograms
+        work[j] = 0
+    for j in range(5 * _T, 6 * _T):  # FOR's histogram
         work[j] = 0
     b = _base(d, work[6 * _T : 6 * _T + _SAMPLE], work[6 * _T + _SAMPLE :])
     ub = U64(b)
     toks = np.empty(n, np.uint8)
-    mn = d.min()
+    mn = d[0]
+    mx = d[0]
+    for i in range(1, n):  # vectorises
+        mn = min(mn, d[i])
+        mx = max(mx, d[i])
     umn = U64(mn)
-    # one pass: DELTA u_i = zigzag(d_{i+1} - d_i - b) (anchor d_0), tokens kept; FOR u_i = d_i - min(d)
-    # (anchor min(d)), histogram only; two partial histograms each break the store chains
+    # DELTA u_i = zigzag(d_{i+1} - d_i - b) (anchor d_0): tokens kept, two partial histograms (they break
+    # the store chains); FOR u_i = d_i - min(d) (anchor min(d)): histogram only
     kd = 0
     xd = 0
     kf = 0
     xf = 0
-    for i in range(n - 1):
-        t, _, nb = token_of(zigzag(du[i + 1] - du[i] - ub))
-        toks[i] = t
-        work[(i & 1) * _T + t] += 1
-        xd += nb
-        kd = max(kd, t + 1)
-        t2, _, nb2 = token_of(du[i] - umn)
-        work[(2 + (i & 1)) * _T + t2] += 1
+    hf = work[5 * _T : 6 * _T]
+    if U64(mx) - umn < U64(_COUNT_SPAN):  # FOR from value counts: one token per distinct value
+        cnt = work[6 * _T + _SAMPLE :]
+        span = int(mx - mn) + 1
+        for v in range(span):
+            cnt[v] = 0
+        for i in range(n):
+            cnt[du[i] - umn] += 1
+        for v in range(span):
+            c = cnt[v]
+            if c > 0:
+                t2, _, nb2 = token_of(U64(v))
+                hf[t2] += c
+                xf += nb2 * c
+                kf = t2 + 1  # tokens grow with the value
+        for i in range(n - 1):
+            t, _, nb = token_of(zigzag(du[i + 1] - du[i] - ub))
+            toks[i] = t
+            work[(i & 1) * _T + t] += 1
+            xd += nb
+            kd = max(kd, t + 1)
+    else:
+        for j in range(2 * _T, 4 * _T):  # FOR's partial histograms
+            work[j] = 0
+        for i in range(n - 1):
+            t, _, nb = token_of(zigzag(du[i + 1] - du[i] - ub))
+            toks[i] = t
+            work[(i & 1) * _T + t] += 1
+            xd += nb
+            kd = max(kd, t + 1)
+            t2, _, nb2 = token_of(du[i] - umn)
+            work[(2 + (i & 1)) * _T + t2] += 1
+            xf += nb2
+            kf = max(kf, t2 + 1)
+        t2, _, nb2 = token_of(du[n - 1] - umn)
+        work[2 * _T + t2] += 1
         xf += nb2
         kf = max(kf, t2 + 1)
-    t2, _, nb2 = token_of(du[n - 1] - umn)
-    work[2 * _T + t2] += 1
-    xf += nb2
-    kf = max(kf, t2 + 1)
+        for t in range(kf):
+            hf[t] = work[2 * _T + t] + work[3 * _T + t]
     hd = work[4 * _T : 5 * _T]
     for t in range(kd):
         hd[t] = work[t] + work[_T + t]
     ad, cd = _anchor_bits(zigzag(du[0]), n - 1)
     bd, cb = _anchor_bits(zigzag(ub), n - 1)
     cost_d = bd + xd + ad + entropy_bits(hd, kd)
-    hf = work[5 * _T : 6 * _T]
-    for t in range(kf):
-        hf[t] = work[2 * _T + t] + work[3 * _T + t]
     af, cf = _anchor_bits(zigzag(umn), n)
     cost_f = xf + af + entropy_bits(hf, kf)
     use_for = cost_f < cost_d  # the estimates pick the mode; only its table is planned

@@ -150,23 +150,46 @@ def _table_bits(k: int, sym: bool) -> int:
 
 
 @njit(cache=True)
-def _plan_one(hist: np.ndarray, k: int, sym: bool) -> tuple[np.ndarray, float]:
-    """Group codes for ``hist`` (each ``round(-2 log2(p / p_max))``) and their estimated bits."""
+def _plan_one(hist: np.ndarray, k: int, sym: bool, g: np.ndarray, work: np.ndarray) -> float:
+    """Group codes for ``hist`` into ``g`` (each ``round(-2 log2(p / p_max))``); their estimated bits.
+
+    ``g`` holds ``k`` entries (the first ``1 + k // 2`` are used when ``sym``); ``work`` is ``4 k + 1`` int64.
+    """
     ng = 1 + k // 2 if sym else k
-    avg = np.zeros(ng, np.float64)
+    avg = work[:ng].view(np.float64)
+    for j in range(ng):
+        avg[j] = 0.0
     for t in range(k):
         gi = (t + 1) >> 1 if sym else t
         size = 1.0 if (not sym or t == 0 or (t + 1 >= k and t % 2 == 1)) else 2.0
         avg[gi] += hist[t] / size
     top = avg.max()
-    g = np.full(ng, ABSENT, np.int64)
     for j in range(ng):
+        g[j] = ABSENT
         if avg[j] > 0:
             c = int(np.round(-2.0 * np.log2(avg[j] / top)))
             g[j] = min(max(c, 0), ABSENT - 1)
-    work = np.empty(3 * k + 1, np.int64)  # one allocation: codes, frequencies, cumulative starts
-    best = _cost(hist, g, k, sym, work[:k], work[k : 2 * k], work[2 * k :])
-    return g, best + _table_bits(k, sym)
+    best = _cost(hist, g, k, sym, work[k : 2 * k], work[2 * k : 3 * k], work[3 * k :])
+    return best + _table_bits(k, sym)
+
+
+@njit(cache=True)
+def _log2_counts(n: int) -> np.ndarray:
+    """``log2(c)`` of the counts ``c < n`` (0 for 0), by the very call :func:`entropy_bits` makes otherwise."""
+    out = np.zeros(n, np.float64)
+    for c in range(1, n):
+        out[c] = np.log2(c)
+    return out
+
+
+_LOG2_COUNT_N = 4096
+#: ``np.log2`` of counts below ``_LOG2_COUNT_N`` as numba computes it (so looked-up estimates are bit-identical).
+_LOG2_COUNTS = _log2_counts(_LOG2_COUNT_N)
+
+
+@njit(cache=True, inline="always")
+def _log2_count(c: int) -> float:
+    return _LOG2_COUNTS[c] if c < _LOG2_COUNT_N else np.log2(c)
 
 
 @njit(cache=True)
@@ -180,10 +203,11 @@ def entropy_bits(hist: np.ndarray, k: int) -> float:
     bits = 4.0 * used
     if m == 0:
         return bits
-    lm = np.log2(m)
+    lm = _log2_count(m)
     for t in range(k):
-        if hist[t] > 0:
-            bits += hist[t] * (lm - np.log2(hist[t]))
+        h = hist[t]
+        if h > 0:
+            bits += h * (lm - _log2_count(h))
     return bits
 
 
@@ -193,11 +217,14 @@ def ans_plan(hist: np.ndarray, k: int) -> tuple[np.ndarray, bool, float]:
 
     The estimate covers the table and the coded tokens (not the 14-bit state nor extra bits).
     """
-    g0, c0 = _plan_one(hist, k, False)
+    buf = np.empty(6 * k + 1, np.int64)  # one allocation: both candidates' codes and the work arrays
+    g0 = buf[:k]
+    c0 = _plan_one(hist, k, False, g0, buf[2 * k :])
     if k > 2:
-        g1, c1 = _plan_one(hist, k, True)
+        g1 = buf[k : 2 * k]
+        c1 = _plan_one(hist, k, True, g1, buf[2 * k :])
         if c1 < c0:
-            return g1, True, c1
+            return g1[: 1 + k // 2], True, c1
     return g0, False, c0
 
 
@@ -208,27 +235,19 @@ def ans_max_bits(m: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _enc_step(
-    x: int,
-    t: int,
-    i: int,
-    nb0: np.ndarray,
-    bound: np.ndarray,
-    rcp: np.ndarray,
-    cum: np.ndarray,
-    freq: np.ndarray,
-    ev: np.ndarray,
-    ek: np.ndarray,
-) -> int:
-    """Code token ``t`` (position ``i``) into state ``x``: its renormalisation bits go to ``ev[i]`` / ``ek[i]``."""
-    nb = nb0[t]
-    if (x >> nb) >= bound[t]:
+def _enc_step(x: int, t: int, i: int, tab: np.ndarray, fields: np.ndarray) -> int:
+    """Code token ``t`` (position ``i``) into state ``x``; its renormalisation bits go to ``fields[i]``.
+
+    ``tab[t]`` holds ``(nb0, bound << nb0, reciprocal of f, cum, 1024 - f)``: ``x >> nb0 >= bound`` is tested
+    as ``x >= bound << nb0`` and ``(q << 10) + cum + x - q f`` is computed as ``x + cum + q (1024 - f)``.
+    """
+    nb = tab[t, 0]
+    if x >= tab[t, 1]:
         nb += 1
-    ev[i] = x & ((1 << nb) - 1)
-    ek[i] = nb
+    fields[i] = ((x & ((1 << nb) - 1)) << 4) | nb  # the bits above a 4-bit length (nb <= 10)
     x >>= nb
-    q = (x * rcp[t]) >> 32
-    return (q << ANS_PREC) + cum[t] + x - q * freq[t]
+    q = (x * tab[t, 2]) >> 32
+    return x + tab[t, 3] + q * tab[t, 4]
 
 
 @njit(cache=True)
@@ -250,7 +269,8 @@ def ans_write(
     ng = 1 + k // 2 if sym else k
     for j in range(ng):
         pos = put(words, pos, U64(g[j]), 4)
-    work = np.empty(6 * k + 1, np.int64)  # one allocation for the per-token tables
+    # one allocation: codes, frequencies, cumulative starts, the per-token step table, the fields
+    work = np.empty(8 * k + 1 + m, np.int64)
     codes = work[:k]
     _expand(g, k, sym, codes)
     freq = work[k : 2 * k]
@@ -261,26 +281,26 @@ def ans_write(
     x0 = ANS_L + (carry0 if carry0 >= 0 else 0)
     x1 = ANS_L + (carry1 if carry1 >= 0 else 0)
     # per token: base shift, the renormalisation bound and a reciprocal (x < 2^13, so x * rcp >> 32 = x // f)
-    nb0 = work[3 * k + 1 : 4 * k + 1]
-    bound = work[4 * k + 1 : 5 * k + 1]
-    rcp = work[5 * k + 1 : 6 * k + 1]
+    tab = work[3 * k + 1 : 8 * k + 1].reshape((k, 5))
     for t in range(k):
         f = max(freq[t], 1)
-        bound[t] = _RATIO * f
-        nb0[t] = ANS_STATE_BITS + 1 - bitlen(U64(bound[t] - 1))
-        rcp[t] = ((1 << 32) + f - 1) // f
-    # the fields are collected backwards in a word buffer, then appended in token order; tokens go in
-    # pairs (odd index: state 1, even: state 0) so that the two independent state chains overlap
-    fields = np.empty(2 * m, np.int64)
-    ev = fields[:m]
-    ek = fields[m:]
+        bound = _RATIO * f
+        nb0 = ANS_STATE_BITS + 1 - bitlen(U64(bound - 1))
+        tab[t, 0] = nb0
+        tab[t, 1] = bound << nb0
+        tab[t, 2] = ((1 << 32) + f - 1) // f
+        tab[t, 3] = cum[t]
+        tab[t, 4] = ANS_TOTAL - f
+    # the fields are collected backwards, then appended in token order; tokens go in pairs (odd index:
+    # state 1, even: state 0) so that the two independent state chains overlap
+    fields = work[8 * k + 1 :]
     i = m - 1
     if (m & 1) == 1:
-        x0 = _enc_step(x0, toks[i], i, nb0, bound, rcp, cum, freq, ev, ek)
+        x0 = _enc_step(x0, toks[i], i, tab, fields)
         i -= 1
     while i >= 1:
-        x1 = _enc_step(x1, toks[i], i, nb0, bound, rcp, cum, freq, ev, ek)
-        x0 = _enc_step(x0, toks[i - 1], i - 1, nb0, bound, rcp, cum, freq, ev, ek)
+        x1 = _enc_step(x1, toks[i], i, tab, fields)
+        x0 = _enc_step(x0, toks[i - 1], i - 1, tab, fields)
         i -= 2
     pos = put(words, pos, U64(x0 - ANS_L), ANS_STATE_BITS)
     pos = put(words, pos, U64(x1 - ANS_L), ANS_STATE_BITS)
@@ -289,14 +309,16 @@ def ans_write(
     off = pos & 63
     acc = words[wi]
     for i in range(m):
-        v = U64(ev[i])
+        fv = fields[i]
+        nb = fv & 15
+        v = U64(fv >> 4)
         acc |= v << U64(off)
-        off += ek[i]
+        off += nb
         if off >= 64:
             words[wi] = acc
             wi += 1
             off -= 64
-            acc = v >> U64(ek[i] - off) if off > 0 else U64(0)
+            acc = v >> U64(nb - off) if off > 0 else U64(0)
     words[wi] = acc
     return (wi << 6) + off
 

@@ -27,11 +27,12 @@ from tsdb_lake.codecs.bits import (
     zigzag,
 )
 from tsdb_lake.codecs.intpack import (
+    _COUNT_SPAN,
     BLOCK,
     ints_decode,
     ints_encode,
     ints_max_bits,
-    kth_smallest,
+    kth_smallest_ws,
     pfor_add_zigzag,
     pfor_write,
 )
@@ -179,13 +180,14 @@ def alp_max_bits(n: int) -> int:
 
 @njit(cache=True, inline="always")
 def _sample_cost(
-    sample: np.ndarray, e: int, f: int, ds: np.ndarray, scratch: np.ndarray
+    sample: np.ndarray, e: int, f: int, ds: np.ndarray, scratch: np.ndarray, cnt: np.ndarray
 ) -> tuple[int, int, int]:
     """Estimated bits of ``(e, f)`` on ``sample``: ``(cost, inexact in-range values, finite out-of-range values)``.
 
     Per value: bits of ``|d - median(d)|`` (what delta / frame-of-reference packing with patched outliers
     roughly pays) plus, when it does not round-trip, its correction bits; out-of-range values cost 72.
-    ``ds`` (int64) and ``scratch`` (float64), as long as ``sample``, are work arrays. Zeros are never counted
+    ``ds`` (int64) and ``scratch`` (float64), as long as ``sample``, and ``cnt`` (``kth_smallest_ws``) are work
+    arrays. Zeros are never counted
     inexact (−0.0 always needs its correction, whatever the exponents).
     """
     k = sample.shape[0]
@@ -194,13 +196,40 @@ def _sample_cost(
     fe = F10[e]
     ff = F10[f]
     bad = 0
-    for j in range(k):  # branch-free (vectorises): integers and decoded values of every sample
-        t = sample[j] * fe / ff
-        ok = abs(t) < _LIMIT
-        bad += 0 if ok else 1
-        dj = np.int64((t + _MAGIC) - _MAGIC) if ok else np.int64(0)
-        ds[j] = dj
-        scratch[j] = np.float64(dj) * ff / fe
+    # branch-free (vectorises): integers and decoded values of every sample; a factor 10^0 = 1.0 is skipped
+    # (x * 1.0 and x / 1.0 are x; only a NaN's payload may change, and a NaN is out of range either way)
+    if f == 0 and e == 0:
+        for j in range(k):
+            t = sample[j]
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            dj = np.int64((t + _MAGIC) - _MAGIC) if ok else np.int64(0)
+            ds[j] = dj
+            scratch[j] = np.float64(dj)
+    elif f == 0:
+        for j in range(k):
+            t = sample[j] * fe
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            dj = np.int64((t + _MAGIC) - _MAGIC) if ok else np.int64(0)
+            ds[j] = dj
+            scratch[j] = np.float64(dj) / fe
+    elif e == 0:
+        for j in range(k):
+            t = sample[j] / ff
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            dj = np.int64((t + _MAGIC) - _MAGIC) if ok else np.int64(0)
+            ds[j] = dj
+            scratch[j] = np.float64(dj) * ff
+    else:
+        for j in range(k):
+            t = sample[j] * fe / ff
+            ok = abs(t) < _LIMIT
+            bad += 0 if ok else 1
+            dj = np.int64((t + _MAGIC) - _MAGIC) if ok else np.int64(0)
+            ds[j] = dj
+            scratch[j] = np.float64(dj) * ff / fe
     cost = 0
     inexact = 0
     big = 0
@@ -227,7 +256,7 @@ def _sample_cost(
             ds[m] = ds[j]  # keep the in-range integers, in order
             m += 1
     if m > 0:
-        med = kth_smallest(ds[:m], m // 2)
+        med = kth_smallest_ws(ds[:m], m // 2, cnt)
         for j in range(m):
             cost += bitlen(zigzag(U64(ds[j] - med)))
     return cost, inexact, big
@@ -244,7 +273,8 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
     """
     n = vals.shape[0]
     k = min(n, _SAMPLE)
-    sample = np.empty(k, np.float64)
+    work = np.empty(3 * k + _COUNT_SPAN, np.float64)  # one allocation: sample, integers, decoded, counts
+    sample = work[:k]
     q, r = (n // k, n % k) if k > 0 else (0, 0)  # index (j * n) // k, stepped without a division per sample
     i = 0
     rem = 0
@@ -255,8 +285,9 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
         if rem >= k:
             rem -= k
             i += 1
-    ds = np.empty(k, np.int64)
-    scratch = np.empty(k, np.float64)
+    ds = work[k : 2 * k].view(np.int64)
+    scratch = work[2 * k : 3 * k]
+    cnt = work[3 * k :].view(np.int64)
     best_c: int = 1 << 62
     best_e = 0
     best_f = 0
@@ -265,7 +296,7 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
     sec_f = 0
     cost0 = 0
     for e in range(MAX_EXP + 1):
-        c, inexact, _ = _sample_cost(sample, e, 0, ds, scratch)
+        c, inexact, _ = _sample_cost(sample, e, 0, ds, scratch, cnt)
         if e == 0:
             cost0 = c
         if c < best_c:
@@ -277,7 +308,7 @@ def alp_candidates(vals: np.ndarray) -> np.ndarray:
             break
     prev = cost0
     for f in range(1, MAX_EXP + 1):
-        c, _, big = _sample_cost(sample, 0, f, ds, scratch)
+        c, _, big = _sample_cost(sample, 0, f, ds, scratch, cnt)
         if c < best_c:
             sec_c, sec_e, sec_f = best_c, best_e, best_f
             best_c, best_e, best_f = c, 0, f
@@ -358,7 +389,10 @@ def alp_ints(vals: np.ndarray, e: int, f: int) -> tuple[np.ndarray, np.ndarray, 
             if corr[i] != U64(0) and okm[i] and vals[i] != 0.0:
                 inexact += 1
         return d, corr, inexact
-    if f == 0:
+    if f == 0 and e == 0:  # x / 1.0 is x
+        for i in range(n):
+            dec[i] = np.float64(d[i])
+    elif f == 0:
         for i in range(n):
             dec[i] = np.float64(d[i]) / fe
     elif e == 0:

@@ -275,7 +275,8 @@ def adaptive_words(vals: np.ndarray) -> tuple[np.ndarray, int]:
     """The smallest of RLE, ALP, ALP_ANS, Gorilla and raw for ``vals`` as ``(words, end bit position)``.
 
     Ties: RAW, then RLE (if not larger), then Gorilla and ALP (each only if strictly smaller), then ALP_ANS
-    only if more than 1/32 smaller than the best (its decoder is slower), in that order.
+    only if more than 1/32 smaller than the best of RAW, RLE and ALP (its decoder is slower; a Gorilla that
+    lost to ALP_ANS is not part of that comparison): the exact rule is ``catalog/CODECS.md`` §10.
     Sizes of RAW, RLE, ALP and Gorilla are computed exactly without writing (ALP is written only if it wins);
     ALP_ANS (with ALP's exponents) is encoded first; Gorilla's size pass stops as soon as it cannot win.
     """
