@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from tsdb_lake.ingest.records import (
     encode_record_v1,
     is_carry,
 )
+from tsdb_lake.ingest.writer import BACKGROUND_NICE
 from tsdb_lake.schema import normalize_frame
 from tsdb_lake.wal import WAL, wal_writer_id
 
@@ -59,14 +63,31 @@ def _warm(lake: tsdb_lake.Lake) -> None:
         w.write("m", _batch(0))
 
 
-def test_completed_hours_flush_while_writing_one_file_per_hour(tmp_path: Path) -> None:
+def _background_flush_nices() -> set[int]:
+    """Nice values of the live background flush threads (the writer's own and its partition workers)."""
+    names = ("tsdb-lake-flush-bg", "tsdb-lake-flush-t")
+    threads = [t for t in threading.enumerate() if t.name.startswith(names) and t.native_id is not None]
+    return {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in threads if t.native_id is not None}
+
+
+@pytest.mark.parametrize("priority", ["low", "normal"])
+def test_completed_hours_flush_while_writing_one_file_per_hour(tmp_path: Path, priority: str) -> None:
     lake = tsdb_lake.connect(tmp_path / "lake", wal_root=tmp_path / "wal")
     _warm(lake)
     batches = [_batch(i) for i in range(8)]  # 6 hours
-    with lake.writer(tenant="t", flush_completed_bytes=1) as w:
+    with lake.writer(tenant="t", flush_completed_bytes=1, background_priority=priority) as w:
         for b in batches[:3]:  # reaches hour 2: hours 0 and 1 are complete
             w.write("m", b)
         _wait_for_files(lake, 2)
+        if sys.platform.startswith("linux"):
+            base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # the writing thread's: unchanged
+            low = max(base, BACKGROUND_NICE)
+            writer_thread = w._thread.native_id
+            assert writer_thread is not None
+            # "low": the writer's flush thread and the partition workers it used run below normal priority
+            assert os.getpriority(os.PRIO_PROCESS, writer_thread) == (low if priority == "low" else base)
+            if priority == "low":
+                assert _background_flush_nices() == {low}
         for b in batches[3:]:
             w.write("m", b)
     files = list(lake.snapshot().files("t", "m", "raw"))

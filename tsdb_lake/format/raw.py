@@ -172,13 +172,15 @@ def encode_chunks(
     *,
     max_chunk_points: int = DEFAULT_CHUNK_POINTS,
     series: pl.DataFrame | None = None,
+    parallel: bool = True,
 ) -> pa.Table:
     """Encode a point frame sorted by (series, time) into the chunk table of a raw file.
 
     ``fields`` maps field name to dtype (``"float64"`` or ``"int64"``); labels and fields missing from the
     frame are written as nulls so every file of a metric carries the full schema known at write time.
     With ``series`` (one row per series id: ``_series_id`` and its labels) label values come from it and the
-    frame needs no label columns.
+    frame needs no label columns. ``parallel=False`` encodes on the calling thread only (the codec thread pool
+    is left to others).
     """
     n = frame.height
     sids = frame.get_column(SERIES_ID).to_numpy()
@@ -212,14 +214,20 @@ def encode_chunks(
     columns[T_MIN] = pa.array(times[starts], pa.int64())
     columns[T_MAX] = pa.array(times[offsets[1:] - 1], pa.int64())
     columns[COUNT] = pa.array(counts, pa.int32())
-    columns[TIME_BLOB] = _binary_array(*codecs.encode_timestamps_many(times, offsets))
+    columns[TIME_BLOB] = _binary_array(*codecs.encode_timestamps_many(times, offsets, parallel=parallel))
     for name, dtype in fields.items():
-        columns.update(_encode_field(frame, name, dtype, offsets, columns[COUNT]))
+        columns.update(_encode_field(frame, name, dtype, offsets, columns[COUNT], parallel=parallel))
     return pa.table(columns)
 
 
 def _encode_field(
-    frame: pl.DataFrame, name: str, dtype: str, offsets: np.ndarray, counts: pa.Array | None = None
+    frame: pl.DataFrame,
+    name: str,
+    dtype: str,
+    offsets: np.ndarray,
+    counts: pa.Array | None = None,
+    *,
+    parallel: bool = True,
 ) -> dict[str, pa.Array]:
     """The blob, validity, count, min and max columns of one field; chunk ``i`` is ``offsets[i]:offsets[i+1]``
     (``counts``: the chunks' point counts as an int32 array, reused as the count of a field without nulls).
@@ -256,7 +264,11 @@ def _encode_field(
         voff = offsets
         n_valid = offsets_diff
     present = n_valid > 0
-    encode = codecs.encode_ints_many if dtype == "int64" else codecs.encode_floats_many
+    many = codecs.encode_ints_many if dtype == "int64" else codecs.encode_floats_many
+
+    def encode(v: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return many(v, off, parallel=parallel)
+
     idx = np.flatnonzero(present)
     if len(idx) == nchunks:
         data, blob_off = encode(values, voff) if nchunks else (np.zeros(0, np.uint8), np.zeros(1, np.int64))

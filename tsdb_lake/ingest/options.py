@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Backpressure", "Durability", "WriterOptions"]
+__all__ = ["BackgroundPriority", "Backpressure", "Durability", "WriterOptions"]
 
 Durability = Literal["batch", "interval", "none"]
 Backpressure = Literal["block", "error"]
+BackgroundPriority = Literal["low", "normal"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,10 @@ class WriterOptions:
     has moved past (a newer hour of the metric arrived) are flushed in the background, while writes go on,
     once they hold ``flush_completed_bytes`` (0 disables this); when buffered data reaches
     ``memtable_budget_bytes`` writes block (up to ``block_timeout_s``) or fail with a retryable
-    ``RateLimitedError`` (``backpressure="error"``).
+    ``RateLimitedError`` (``backpressure="error"``). ``background_priority="low"`` runs background flushes on
+    threads of lowered CPU priority (Linux: nice 10, per thread; elsewhere normal), one thread per partition,
+    so that they use spare cores without slowing the threads that write (as RocksDB lowers its background
+    threads); a ``flush`` or ``close`` the caller waits for always runs at normal priority, in parallel.
     """
 
     durability: Durability = "batch"
@@ -35,3 +39,4 @@ class WriterOptions:
     max_chunk_points: int = 4096
     wal_segment_bytes: int = 64 << 20
     max_series_per_metric: int | None = None
+    background_priority: BackgroundPriority = "low"

@@ -14,6 +14,9 @@ acknowledged row is, at any crash point, either in the lake or replayed, never b
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 import time
 import uuid
@@ -54,7 +57,26 @@ from tsdb_lake.wal import WAL, wal_writer_id
 __all__ = ["Writer", "open_wal_slot", "recover_orphan_slots"]
 
 _MAX_SLOTS = 256
+#: Nice value of background flush threads under ``background_priority="low"`` (Linux only).
+BACKGROUND_NICE = 10
+
+
+def _lower_thread_priority() -> None:
+    """Lower the calling thread's CPU priority to :data:`BACKGROUND_NICE` (Linux: the thread only; elsewhere a
+    no-op, since there ``setpriority`` would apply to the whole process)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            if current < BACKGROUND_NICE:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+
+
+#: Partition workers of flushes a caller waits for (normal priority; the codec pool helps them).
 _FLUSH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsdb-lake-flush-io")
+#: Partition workers of low-priority background flushes (each encodes on its own thread).
+_BACKGROUND_POOL = ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="tsdb-lake-flush-bg", initializer=_lower_thread_priority
+)
 
 
 def _open_wal(directory: Path, options: WriterOptions) -> WAL:
@@ -323,14 +345,20 @@ class Writer:
         frozen.max_lsn = covers
         self._frozen, self._frozen_full = frozen, False
 
-    def _flush_frozen(self) -> None:
-        """Write the frozen memtable as files, commit them with the WAL progress, truncate the WAL."""
+    def _flush_frozen(self, *, background: bool = False) -> None:
+        """Write the frozen memtable as files, commit them with the WAL progress, truncate the WAL.
+
+        ``background``: a flush nobody waits for; under ``background_priority="low"`` it runs on low-priority
+        threads only (see :class:`WriterOptions`).
+        """
         frozen = self._frozen
         if frozen is None:
             return
+        low = background and self.options.background_priority == "low"
         # Partitions encode and upload in parallel (numba kernels, polars and Parquet I/O release the GIL).
+        pool = _BACKGROUND_POOL if low else _FLUSH_POOL
         actions: list[Any] = list(
-            _FLUSH_POOL.map(lambda key: self._write_partition(frozen, key), frozen.partitions())
+            pool.map(lambda key: self._write_partition(frozen, key, parallel=not low), frozen.partitions())
         )
         snapshot = self._catalog.snapshot()
         for added in [a for a in actions if isinstance(a, AddFile)]:
@@ -354,13 +382,19 @@ class Writer:
         self.stats["flushes"] += 1
         self.stats["files"] += sum(isinstance(a, AddFile) for a in actions)
 
-    def _write_partition(self, frozen: Memtable, key: PartitionKey) -> AddFile:
-        """Seal, encode and write one (metric, hour) partition as a raw file; the AddFile to commit."""
+    def _write_partition(self, frozen: Memtable, key: PartitionKey, *, parallel: bool) -> AddFile:
+        """Seal, encode and write one (metric, hour) partition as a raw file; the AddFile to commit
+        (``parallel``: whether encoding may use the codec thread pool)."""
         schema = self._schemas[key.metric]
         fields = {name: spec.dtype for name, spec in schema.fields.items()}
         points, series = frozen.seal_points(key, schema.labels, list(fields), self._ids)
         chunks = encode_chunks(
-            points, schema.labels, fields, max_chunk_points=self.options.max_chunk_points, series=series
+            points,
+            schema.labels,
+            fields,
+            max_chunk_points=self.options.max_chunk_points,
+            series=series,
+            parallel=parallel,
         )
         partition = layout.partition_of("raw", key.hour_ns)
         file_key = layout.data_file_key(self.tenant, key.metric, "raw", partition, uuid.uuid4().hex)
@@ -397,6 +431,8 @@ class Writer:
 
     def _background(self) -> None:
         """Flush when the memtable is large or old; record failures for the next caller to see."""
+        if self.options.background_priority == "low":
+            _lower_thread_priority()  # freezing and committing run at low priority too
         while not self._stop.is_set():
             self._wake.wait(timeout=min(1.0, self.options.flush_interval_s))
             self._wake.clear()
@@ -419,7 +455,7 @@ class Writer:
                                 self._freeze()
                             elif self._completed_due():
                                 self._freeze_completed()
-                    self._flush_frozen()
+                    self._flush_frozen(background=True)
             except Exception as exc:  # surfaced to the writer's next call
                 self._flush_error = exc
                 with self._space:
