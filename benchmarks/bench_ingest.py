@@ -68,12 +68,27 @@ def run(hosts: int = 100, hours: int = 24, batch_rows: int = 10_000) -> dict[str
     pq_rate = values / pq_seconds
     return {
         "machine": machine_info(),
-        "dataset": {"hosts": hosts, "hours": hours, "rows": table.num_rows, "field_values": values,
-                    "batch_rows": batch_rows, "durability": "batch"},
-        "lake": {"seconds": lake_seconds, "values_per_s": rate, "data_bytes": data_bytes,
-                 "all_bytes": all_bytes, "bytes_per_value": all_bytes / values},
-        "parquet_zstd": {"seconds": pq_seconds, "values_per_s": pq_rate, "bytes": pq_bytes,
-                         "bytes_per_value": pq_bytes / values},
+        "dataset": {
+            "hosts": hosts,
+            "hours": hours,
+            "rows": table.num_rows,
+            "field_values": values,
+            "batch_rows": batch_rows,
+            "durability": "batch",
+        },
+        "lake": {
+            "seconds": lake_seconds,
+            "values_per_s": rate,
+            "data_bytes": data_bytes,
+            "all_bytes": all_bytes,
+            "bytes_per_value": all_bytes / values,
+        },
+        "parquet_zstd": {
+            "seconds": pq_seconds,
+            "values_per_s": pq_rate,
+            "bytes": pq_bytes,
+            "bytes_per_value": pq_bytes / values,
+        },
         "ratio_vs_parquet": rate / pq_rate,
         "targets": TARGETS,
     }
@@ -88,20 +103,22 @@ def markdown(results: dict[str, Any]) -> str:
         "size": lk["bytes_per_value"] <= TARGETS["bytes_per_value"],
     }
     yes = {True: "met", False: "**not met**"}
-    return "\n".join([
-        "## Ingest (`benchmarks/bench_ingest.py`)",
-        "",
-        f"TSBS cpu-only, {ds['hosts']} hosts x {ds['hours']} h = {ds['field_values']:,} field values, "
-        f"batches of {ds['batch_rows']:,} rows, `durability=\"batch\"` (fsync per batch), then flush.",
-        "",
-        "| measure | tsdb-lake | baseline: pyarrow, one zstd Parquet file | target | |",
-        "|---|---|---|---|---|",
-        f"| field values / s end to end | {lk['values_per_s'] / 1e6:.2f} M | {pqr['values_per_s'] / 1e6:.2f} M | "
-        f">= 5 M | {yes[met['rate']]} |",
-        f"| rate vs baseline | {results['ratio_vs_parquet']:.2f}x | 1.00x | >= 0.5x | {yes[met['ratio']]} |",
-        f"| bytes / field value on disk (all files) | {lk['bytes_per_value']:.3f} | {pqr['bytes_per_value']:.3f} | "
-        f"<= 0.35 | {yes[met['size']]} |",
-    ])
+    return "\n".join(
+        [
+            "## Ingest (`benchmarks/bench_ingest.py`)",
+            "",
+            f"TSBS cpu-only, {ds['hosts']} hosts x {ds['hours']} h = {ds['field_values']:,} field values, "
+            f'batches of {ds["batch_rows"]:,} rows, `durability="batch"` (fsync per batch), then flush.',
+            "",
+            "| measure | tsdb-lake | baseline: pyarrow, one zstd Parquet file | target | |",
+            "|---|---|---|---|---|",
+            f"| field values / s end to end | {lk['values_per_s'] / 1e6:.2f} M | {pqr['values_per_s'] / 1e6:.2f} M | "
+            f">= 5 M | {yes[met['rate']]} |",
+            f"| rate vs baseline | {results['ratio_vs_parquet']:.2f}x | 1.00x | >= 0.5x | {yes[met['ratio']]} |",
+            f"| bytes / field value on disk (all files) | {lk['bytes_per_value']:.3f} | {pqr['bytes_per_value']:.3f} | "
+            f"<= 0.35 | {yes[met['size']]} |",
+        ]
+    )
 
 
 def main() -> dict[str, Any]:

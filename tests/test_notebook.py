@@ -22,6 +22,7 @@ def test_quickstart_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monkey
     import ipykernel  # noqa: F401  (the kernel the notebook runs in)
     import nbclient
     import nbformat
+
     prefix = tmp_path / "kernel"
     subprocess.run(
         [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", "python3"],

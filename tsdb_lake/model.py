@@ -67,7 +67,9 @@ def validate_name(kind: NameKind, name: object) -> str:
     if kind in ("label", "field") and name in RESERVED_COLUMNS:
         raise InvalidNameError(f"{kind} name {name!r} is reserved by tsdb-lake; rename the column")
     if kind in ("label", "field") and "__" in name:
-        raise InvalidNameError(f"{kind} name {name!r} contains '__', which tsdb-lake reserves for column suffixes")
+        raise InvalidNameError(
+            f"{kind} name {name!r} contains '__', which tsdb-lake reserves for column suffixes"
+        )
     return name
 
 

@@ -281,7 +281,9 @@ def test_file_pruning_by_tier_time_and_labels() -> None:
     assert _paths(s.files("acme", "cpu", end=T0 + HOUR)) == _paths([a])  # end is exclusive
     assert _paths(s.files("acme", "cpu", where_labels={"host": "c"})) == _paths([b, c])
     assert _paths(s.files("acme", "cpu", where_labels={"host": "zz"})) == _paths([c])
-    assert _paths(s.files("acme", "cpu", where_labels={"dc": "x"})) == _paths([a, b, c])  # untracked key: keep
+    assert _paths(s.files("acme", "cpu", where_labels={"dc": "x"})) == _paths(
+        [a, b, c]
+    )  # untracked key: keep
     assert _paths(s.files("other", "cpu")) == _paths([])
     assert s.tenants() == ["acme"] and s.metrics("acme") == ["cpu", "mem"]
 

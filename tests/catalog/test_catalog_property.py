@@ -148,7 +148,9 @@ def test_random_histories_match_the_model(storage: Storage, lake_target: Any) ->
                 continue
             elif kind == "expire":  # everything is a day old: keep only the newest checkpoint onwards
                 report = cat.expire_log(MIN_LOG_RETENTION_MS, now_ms=cat.snapshot().timestamp_ms + 86_400_000)
-                assert floor <= report.floor <= cat.version and not any(v >= report.floor for v in report.entries)
+                assert floor <= report.floor <= cat.version and not any(
+                    v >= report.floor for v in report.entries
+                )
                 floor = report.floor
                 continue
             else:

@@ -23,7 +23,9 @@ def main() -> None:
         for i in range(n):
             j = np.arange(BATCH)
             t = BASE_NS + (i * BATCH + j) * 30_000_000_000
-            writer.write("m", {"time": t, "host": np.array([f"w{k}"] * BATCH), "v": (k * 1e6 + i * BATCH + j) * 1.0})
+            writer.write(
+                "m", {"time": t, "host": np.array([f"w{k}"] * BATCH), "v": (k * 1e6 + i * BATCH + j) * 1.0}
+            )
             writer.flush()  # every batch is its own commit: many racing commits
     print("DONE", flush=True)
 

@@ -22,10 +22,17 @@ def test_writer_processes_and_a_reader(lake_target: Any, tmp_path: Path) -> None
     writers, batches = 3, 6 if lake_target.kind == "s3" else 10
     opts = json.dumps(lake_target.storage_options)
     env = {**__import__("os").environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    tsdb_lake.connect(lake_target.uri, lake_target.storage_options, wal_root=tmp_path / "w")  # create the lake
+    tsdb_lake.connect(
+        lake_target.uri, lake_target.storage_options, wal_root=tmp_path / "w"
+    )  # create the lake
     procs = [
-        subprocess.Popen([sys.executable, str(SCRIPT), lake_target.uri, opts, str(k), str(batches)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), lake_target.uri, opts, str(k), str(batches)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for k in range(writers)
     ]
     reader = tsdb_lake.connect(lake_target.uri, lake_target.storage_options, wal_root=tmp_path / "r")

@@ -80,7 +80,9 @@ def test_completed_hours_flush_while_writing_one_file_per_hour(tmp_path: Path, p
             w.write("m", b)
         _wait_for_files(lake, 2)
         if sys.platform.startswith("linux"):
-            base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # the writing thread's: unchanged
+            base = os.getpriority(
+                os.PRIO_PROCESS, threading.get_native_id()
+            )  # the writing thread's: unchanged
             low = max(base, BACKGROUND_NICE)
             writer_thread = w._thread.native_id
             assert writer_thread is not None

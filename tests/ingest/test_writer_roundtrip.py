@@ -45,7 +45,9 @@ def _frame(n: int = 1000, hosts: int = 3, seed: int = 0) -> pl.DataFrame:
     )
 
 
-def test_flush_makes_points_visible_to_new_readers(lake: tsdb_lake.Lake, lake_target: Any, tmp_path: Path) -> None:
+def test_flush_makes_points_visible_to_new_readers(
+    lake: tsdb_lake.Lake, lake_target: Any, tmp_path: Path
+) -> None:
     frame = _frame()
     with lake.writer(tenant="acme") as w:
         assert w.write("cpu", frame) == 1000
@@ -87,7 +89,9 @@ def test_read_your_writes_before_flush(lake: tsdb_lake.Lake) -> None:
 
 def test_late_and_duplicate_data_resolve_last_write_wins(lake: tsdb_lake.Lake) -> None:
     with lake.writer(tenant="t") as w:
-        w.write("m", {"time": np.array([T0, T0 + 1]), "host": np.array(["a", "a"]), "v": np.array([1.0, 2.0])})
+        w.write(
+            "m", {"time": np.array([T0, T0 + 1]), "host": np.array(["a", "a"]), "v": np.array([1.0, 2.0])}
+        )
         w.flush()
         w.write("m", {"time": np.array([T0]), "host": np.array(["a"]), "v": np.array([9.0])})
         w.flush()
@@ -100,7 +104,16 @@ def test_all_input_kinds_and_line_protocol(lake: tsdb_lake.Lake) -> None:
     times = pd.date_range("2024-01-01", periods=3, freq="s", tz="Europe/Paris")
     with lake.writer(tenant="k") as w:
         w.write("m", pd.DataFrame({"time": times, "host": ["a"] * 3, "v": [1.0, 2.0, 3.0]}))
-        w.write("m", pa.table({"time": pa.array([dt.datetime(2024, 1, 1, 1)], pa.timestamp("us")), "host": ["b"], "v": [4.0]}))
+        w.write(
+            "m",
+            pa.table(
+                {
+                    "time": pa.array([dt.datetime(2024, 1, 1, 1)], pa.timestamp("us")),
+                    "host": ["b"],
+                    "v": [4.0],
+                }
+            ),
+        )
         w.write_lines(b"m,host=c v=5 1704070800000000000\nm,host=c v=6 1704070801000000000\n")
     got = lake.query("m", "2023-12-31", "2024-01-02", tenant="k")
     assert sorted(got["host"].to_list()) == ["a", "a", "a", "b", "c", "c"]
@@ -110,7 +123,14 @@ def test_bad_batches_are_rejected_whole_and_leave_nothing(lake: tsdb_lake.Lake) 
     with lake.writer(tenant="acme") as w:
         w.write("cpu", _frame(10))
         with pytest.raises(WriteError):
-            w.write("cpu", {"time": np.array([T0, np.iinfo(np.int64).min]).astype("datetime64[ns]"), "host": np.array(["a", "b"]), "usage": np.array([1.0, 2.0])})
+            w.write(
+                "cpu",
+                {
+                    "time": np.array([T0, np.iinfo(np.int64).min]).astype("datetime64[ns]"),
+                    "host": np.array(["a", "b"]),
+                    "usage": np.array([1.0, 2.0]),
+                },
+            )
         with pytest.raises(InvalidNameError):
             w.write("../etc", _frame(10))
         with pytest.raises(TsdbLakeError):
@@ -164,8 +184,16 @@ def test_sparse_fields_round_trip_with_nulls(lake: tsdb_lake.Lake) -> None:
     n = 300
     b = [float(i) if i % 3 else None for i in range(n)]
     c = [i if i % 7 == 0 else None for i in range(n)]
-    frame = pl.DataFrame({"time": T0 + np.arange(n) * 1_000_000_000, "host": ["x"] * n, "a": np.arange(n) * 0.5, "b": b, "c": c},
-                         schema_overrides={"c": pl.Int64})
+    frame = pl.DataFrame(
+        {
+            "time": T0 + np.arange(n) * 1_000_000_000,
+            "host": ["x"] * n,
+            "a": np.arange(n) * 0.5,
+            "b": b,
+            "c": c,
+        },
+        schema_overrides={"c": pl.Int64},
+    )
     with lake.writer(tenant="s") as w:
         w.write("m", frame)
         w.write_lines(f"m,host=y a=1 {T0}\n".encode())
